@@ -1,0 +1,318 @@
+//! The AioContext object: creation, reference counting through its embedded
+//! GSource, home-thread binding and finalization. Corresponds to the
+//! context half of util/async.c and `aio_context_setup/destroy` in
+//! util/aio-posix.c.
+//!
+//! Memory layout: glib allocates the object with `g_source_new`, so a
+//! context *is* a GSource (its first member), and glib's last unref runs
+//! [`finalize`]. The Rust state lives in its own allocation, pointed to from
+//! the glib object: glib only guarantees 16-byte alignment, and the state
+//! keeps cross-thread fields on separate cache lines (128-byte aligned).
+
+use std::cell::{Cell, UnsafeCell};
+use std::ffi::c_void;
+use std::mem::MaybeUninit;
+use std::ptr;
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, Ordering,
+};
+
+use crossbeam_utils::CachePadded;
+use glib_sys::GSource;
+
+use crate::bh::{self, Bh, SliceQueue};
+use crate::event_notifier::EventNotifier;
+use crate::fdmon::{Kind, Monitor};
+use crate::handlers::{self, AioHandlerList, Registry};
+use crate::lockcnt::LockCnt;
+use crate::timer::TimerListGroup;
+
+/// The allocation glib makes for a context: the GSource first, then ours.
+#[repr(C)]
+pub struct ContextObj {
+    source: GSource,
+    /// NULL until the context is fully built; finalize does nothing before.
+    ctx: *mut Context,
+}
+
+/// The state of one AioContext.
+pub struct Context {
+    // --- touched by any thread ---
+    /// Bit 0: glib is between prepare and check. Bits 1..: 2 per `aio_poll`
+    /// in its blocking phase.
+    pub(crate) notify_me: CachePadded<AtomicU32>,
+    pub(crate) notified: AtomicBool,
+    /// Newly scheduled BHs (lock-free LIFO push).
+    pub(crate) bh_list: CachePadded<AtomicPtr<Bh>>,
+    /// The eventfd `aio_notify` writes to wake the loop.
+    pub(crate) notifier: EventNotifier,
+    pub(crate) handlers: LockCnt<Registry>,
+    /// Set while `handlers.deleted` is non-empty: lets the loop skip the
+    /// free pass (and its lock) in the common case.
+    pub(crate) deleted_pending: AtomicBool,
+    /// Number of live handlers without `io_poll`.
+    pub(crate) poll_disable_cnt: AtomicI32,
+    pub(crate) poll_max_ns: AtomicI64,
+    pub(crate) poll_grow: AtomicI64,
+    pub(crate) poll_shrink: AtomicI64,
+    pub(crate) aio_max_batch: AtomicI64,
+    pub(crate) tlg: TimerListGroup,
+    pub(crate) monitor: Monitor,
+    /// The thread that runs this context's loop (0 = not bound yet).
+    home: AtomicU64,
+    /// Depth of `aio_poll` calls running now (nesting included).
+    pub(crate) poll_depth: AtomicU32,
+    /// True once glib has destroyed or started finalizing the source: glib
+    /// poll records must not be touched any more.
+    finalizing: AtomicBool,
+    /// The glib object this state belongs to.
+    source: *mut GSource,
+    // --- home thread only ---
+    pub(crate) bh_slices: SliceQueue,
+    /// Handlers taking part in userspace polling.
+    pub(crate) poll_list: UnsafeCell<AioHandlerList>,
+    pub(crate) poll_started: Cell<bool>,
+}
+
+// SAFETY: cross-thread fields are atomics or internally locked; the Cell
+// fields are used by the home thread only (see the field comments).
+unsafe impl Sync for Context {}
+// SAFETY: as above.
+unsafe impl Send for Context {}
+
+impl Context {
+    /// The context's GSource.
+    pub fn gsource(&self) -> *mut GSource {
+        self.source
+    }
+
+    /// False once glib may no longer be asked to change the source's poll
+    /// records (destroyed, or being finalized).
+    pub fn gsource_usable(&self) -> bool {
+        if self.finalizing.load(Ordering::Acquire) {
+            return false;
+        }
+        // SAFETY: the source is alive while the context is.
+        unsafe { glib_sys::g_source_is_destroyed(self.gsource()) == glib_sys::GFALSE }
+    }
+
+    /// Returns the context behind a C pointer.
+    ///
+    /// # Safety
+    /// `p` was returned by [`new`] and its last reference was not dropped.
+    pub unsafe fn from_source<'a>(p: *mut GSource) -> &'a Context {
+        // SAFETY: per the contract the object is initialized.
+        unsafe { &*(*(p as *mut ContextObj)).ctx }
+    }
+
+    /// `aio_poll_disabled`: some live handler cannot be polled from
+    /// userspace.
+    pub fn poll_disabled(&self) -> bool {
+        self.poll_disable_cnt.load(Ordering::Relaxed) != 0
+    }
+
+    /// The name of the fd monitor in use right now.
+    pub fn fdmon_kind(&self) -> Kind {
+        self.monitor.kind()
+    }
+
+    /// Checks that the caller runs in the context's home thread, binding the
+    /// context to the calling thread on first use. Aborts otherwise.
+    pub fn check_home(&self, func: &str) {
+        let me = crate::sys::thread_id();
+        let home = self.home.load(Ordering::Relaxed);
+        if home == me {
+            return;
+        }
+        if home == 0
+            && self
+                .home
+                .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            return;
+        }
+        // A thread that made this context current takes it over, provided
+        // nobody is inside aio_poll on it.
+        if ptr::eq(current_raw(), self.gsource()) && self.poll_depth.load(Ordering::Acquire) == 0 {
+            self.home.store(me, Ordering::Release);
+            return;
+        }
+        crate::ffi::misuse(
+            func,
+            "called outside the AioContext's home thread (the thread that made it current with \
+             qemu_set_current_aio_context, or else the first thread that polled it)",
+        );
+    }
+
+    /// Binds the context to the calling thread (`qemu_set_current_aio_context`).
+    pub(crate) fn bind_home(&self) {
+        self.home.store(crate::sys::thread_id(), Ordering::Release);
+    }
+
+    /// Sets the adaptive polling parameters; resets every handler's poll
+    /// time.
+    pub fn set_poll_params(&self, max_ns: i64, grow: i64, shrink: i64) {
+        self.handlers.inc();
+        {
+            let reg = self.handlers.lock();
+            for &n in &reg.all {
+                // SAFETY: alive while the lock is held.
+                unsafe { &*n }.poll_ns.store(0, Ordering::Relaxed);
+            }
+        }
+        self.poll_max_ns.store(max_ns, Ordering::Relaxed);
+        self.poll_grow.store(grow, Ordering::Relaxed);
+        self.poll_shrink.store(shrink, Ordering::Relaxed);
+        self.handlers.dec();
+        self.notify();
+    }
+
+    pub fn set_aio_params(&self, max_batch: i64) {
+        self.aio_max_batch.store(max_batch, Ordering::Relaxed);
+        self.notify();
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<*mut GSource> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// The calling thread's current context (as its GSource), or NULL.
+pub fn current_raw() -> *mut GSource {
+    CURRENT.with(|c| c.get())
+}
+
+/// Makes `ctx` (a context's GSource, or NULL to clear) the calling thread's
+/// current context.
+pub fn set_current_raw(ctx: *mut GSource) {
+    CURRENT.with(|c| c.set(ctx));
+}
+
+/// The context's own notifier: drains the eventfd. Its activity is never
+/// progress.
+unsafe extern "C" fn notifier_read(opaque: *mut c_void) {
+    // SAFETY: opaque is the context's EventNotifier.
+    unsafe { &*(opaque as *const EventNotifier) }.test_and_clear();
+}
+
+/// Userspace poll of the context's notifier: has `aio_notify` run?
+unsafe extern "C" fn notifier_poll(opaque: *mut c_void) -> bool {
+    let offset = std::mem::offset_of!(Context, notifier);
+    // SAFETY: opaque is the `notifier` field of a live Context.
+    let ctx = unsafe { &*((opaque as *const u8).sub(offset) as *const Context) };
+    ctx.notified.load(Ordering::Relaxed)
+}
+
+unsafe extern "C" fn notifier_poll_ready(_opaque: *mut c_void) {}
+
+unsafe fn timer_notify(opaque: *mut c_void) {
+    // SAFETY: opaque is the Context that owns the timer list group.
+    unsafe { &*(opaque as *const Context) }.notify();
+}
+
+/// Creates a context (`aio_context_new`): refcount 1.
+pub fn new() -> Result<*mut GSource, String> {
+    let forced = Kind::from_env()?;
+    let mut notifier = EventNotifier::uninit();
+    notifier
+        .init(false)
+        .map_err(|e| format!("Failed to initialize event notifier: {e}"))?;
+    let monitor = match Monitor::new(forced) {
+        Ok(m) => m,
+        Err(e) => {
+            notifier.cleanup();
+            return Err(e);
+        }
+    };
+    // SAFETY: glib allocates a zeroed object of the given size whose first
+    // member is the GSource; AIO_SOURCE_FUNCS is never written by glib.
+    let src = unsafe {
+        glib_sys::g_source_new(
+            ptr::addr_of!(crate::gsource::AIO_SOURCE_FUNCS) as *mut _,
+            std::mem::size_of::<ContextObj>() as u32,
+        )
+    };
+    let obj = src as *mut ContextObj;
+    let state: Box<MaybeUninit<Context>> = Box::new_uninit();
+    let state = Box::into_raw(state) as *mut Context;
+    // SAFETY: `state` is a fresh allocation, written exactly once here
+    // before anyone reads it; the timer lists keep its (final) address.
+    let ctx: &Context = unsafe {
+        state.write(Context {
+            notify_me: CachePadded::new(AtomicU32::new(0)),
+            notified: AtomicBool::new(false),
+            bh_list: CachePadded::new(AtomicPtr::new(ptr::null_mut())),
+            notifier,
+            handlers: LockCnt::new(Registry::default()),
+            deleted_pending: AtomicBool::new(false),
+            poll_disable_cnt: AtomicI32::new(0),
+            poll_max_ns: AtomicI64::new(0),
+            poll_grow: AtomicI64::new(0),
+            poll_shrink: AtomicI64::new(0),
+            aio_max_batch: AtomicI64::new(0),
+            tlg: TimerListGroup::new(timer_notify, state as *mut c_void),
+            monitor,
+            home: AtomicU64::new(0),
+            poll_depth: AtomicU32::new(0),
+            finalizing: AtomicBool::new(false),
+            bh_slices: SliceQueue::new(),
+            poll_list: UnsafeCell::new(AioHandlerList::default()),
+            poll_started: Cell::new(false),
+            source: src,
+        });
+        &*state
+    };
+    // SAFETY: src is a valid GSource.
+    unsafe { glib_sys::g_source_set_can_recurse(src, glib_sys::GTRUE) };
+    ctx.monitor.attach_gsource(ctx);
+    handlers::set_fd_handler(
+        ctx,
+        ctx.notifier.rfd,
+        Some(notifier_read),
+        None,
+        Some(notifier_poll),
+        Some(notifier_poll_ready),
+        ptr::addr_of!(ctx.notifier) as *mut c_void,
+    );
+    // SAFETY: obj is ours until returned.
+    unsafe { (*obj).ctx = state };
+    Ok(src)
+}
+
+/// The GSource finalize callback: runs when the last reference goes, in the
+/// thread that dropped it.
+///
+/// # Safety
+/// `src` is a context's GSource being finalized by glib.
+pub unsafe fn finalize(src: *mut GSource) {
+    let obj = src as *mut ContextObj;
+    // SAFETY: glib passes our own object.
+    let state = unsafe { (*obj).ctx };
+    if state.is_null() {
+        return;
+    }
+    // SAFETY: initialized, and nobody else holds a reference any more.
+    let ctx = unsafe { &mut *state };
+    // glib frees the source's poll records itself from here on.
+    ctx.finalizing.store(true, Ordering::Release);
+    bh::finalize(ctx);
+    if ctx.tlg.has_pending_timers() {
+        crate::ffi::misuse(
+            "aio_ctx_finalize",
+            "a timer is still armed on the context (timer_del every timer before the last aio_context_unref)",
+        );
+    }
+    // Handlers still registered are freed without being called.
+    let mut reg = std::mem::take(ctx.handlers.get_mut());
+    let mut monitor = std::mem::replace(&mut ctx.monitor, Monitor::placeholder());
+    monitor.destroy(ctx, &mut reg);
+    handlers::finalize(&mut reg);
+    ctx.notifier.cleanup();
+    drop(monitor);
+    // SAFETY: the state is freed exactly once, here; glib frees `obj`.
+    unsafe {
+        (*obj).ctx = ptr::null_mut();
+        drop(Box::from_raw(state));
+    }
+}

@@ -1,0 +1,257 @@
+//! The fd monitors: how a context waits for its handlers' fds. Corresponds to
+//! the `FDMonOps` users in util/aio-posix.c and util/fdmon-*.c.
+//!
+//! Internally the active monitor is an enum tag (`Kind`) and calls are
+//! dispatched with a `match`; the C-visible `FDMonOps` tables in
+//! `ffi/fdmon.rs` are thin shims over the same functions.
+
+pub mod epoll;
+pub mod io_uring;
+pub mod poll;
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::context::Context;
+use crate::handlers::{AioHandler, AioHandlerList, Registry};
+
+/// Which monitor a context uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    Poll = 0,
+    Epoll = 1,
+    IoUring = 2,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Poll => "poll",
+            Kind::Epoll => "epoll",
+            Kind::IoUring => "io_uring",
+        }
+    }
+
+    /// The NUL-terminated name, for C.
+    pub fn c_name(self) -> &'static std::ffi::CStr {
+        match self {
+            Kind::Poll => c"poll",
+            Kind::Epoll => c"epoll",
+            Kind::IoUring => c"io_uring",
+        }
+    }
+
+    fn from_u8(v: u8) -> Kind {
+        match v {
+            1 => Kind::Epoll,
+            2 => Kind::IoUring,
+            _ => Kind::Poll,
+        }
+    }
+
+    /// Parses `QAIO_FDMON`.
+    pub fn from_env() -> Result<Option<Kind>, String> {
+        match std::env::var("QAIO_FDMON") {
+            Err(_) => Ok(None),
+            Ok(v) => match v.as_str() {
+                "" => Ok(None),
+                "poll" => Ok(Some(Kind::Poll)),
+                "epoll" => Ok(Some(Kind::Epoll)),
+                "io_uring" => Ok(Some(Kind::IoUring)),
+                other => Err(format!(
+                    "QAIO_FDMON={other}: unknown fd monitor (expected poll, epoll or io_uring)"
+                )),
+            },
+        }
+    }
+}
+
+/// Per-context monitor state.
+pub struct Monitor {
+    kind: AtomicU8,
+    /// The monitor forced through QAIO_FDMON, if any.
+    pub forced: Option<Kind>,
+    pub epoll: epoll::Epoll,
+    pub uring: Option<Box<io_uring::Uring>>,
+}
+
+impl Monitor {
+    /// Chooses and sets up the monitor: io_uring if it starts, else poll(2)
+    /// with a lazy upgrade to epoll. A forced monitor that cannot start is an
+    /// error.
+    pub fn new(forced: Option<Kind>) -> Result<Monitor, String> {
+        let mut m = Monitor {
+            kind: AtomicU8::new(Kind::Poll as u8),
+            forced,
+            epoll: epoll::Epoll::new(),
+            uring: None,
+        };
+        match forced {
+            Some(Kind::Poll) => {}
+            Some(Kind::Epoll) => {
+                m.epoll
+                    .create()
+                    .map_err(|e| format!("Failed to create epoll instance: {e}"))?;
+                m.set_kind(Kind::Epoll);
+            }
+            Some(Kind::IoUring) => {
+                m.uring = Some(io_uring::Uring::setup()?);
+                m.set_kind(Kind::IoUring);
+            }
+            None => match io_uring::Uring::setup_auto() {
+                Ok(Some(u)) => {
+                    m.uring = Some(u);
+                    m.set_kind(Kind::IoUring);
+                }
+                Ok(None) => {
+                    if let Err(e) = m.epoll.create() {
+                        eprintln!("qaio: Failed to create epoll instance: {e}");
+                    }
+                }
+                Err(e) => return Err(e),
+            },
+        }
+        Ok(m)
+    }
+
+    /// A monitor that owns nothing (what a finalized context keeps).
+    pub fn placeholder() -> Monitor {
+        Monitor {
+            kind: AtomicU8::new(Kind::Poll as u8),
+            forced: None,
+            epoll: epoll::Epoll::new(),
+            uring: None,
+        }
+    }
+
+    /// Registers the monitor's own fd (epoll fd, ring fd) with the context's
+    /// GSource, once the context exists.
+    pub fn attach_gsource(&self, ctx: &Context) {
+        match self.kind() {
+            Kind::Poll => {}
+            Kind::Epoll => self.epoll.attach_gsource(ctx),
+            Kind::IoUring => self.uring().attach_gsource(ctx),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        Kind::from_u8(self.kind.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_kind(&self, k: Kind) {
+        self.kind.store(k as u8, Ordering::Release);
+    }
+
+    /// The monitor can observe fd readiness from userspace while polling
+    /// (QEMU's `fdmon_supports_polling`).
+    pub fn supports_polling(&self) -> bool {
+        self.kind() == Kind::IoUring
+    }
+
+    fn uring(&self) -> &io_uring::Uring {
+        self.uring
+            .as_deref()
+            .expect("io_uring monitor without a ring")
+    }
+
+    /// A handler was added (`old` None), removed (`new` None) or replaced.
+    /// Called with the registry lock held.
+    pub fn update(
+        &self,
+        ctx: &Context,
+        reg: &mut Registry,
+        old: Option<*mut AioHandler>,
+        new: Option<*mut AioHandler>,
+    ) {
+        match self.kind() {
+            Kind::Poll => poll::update(ctx, old, new),
+            Kind::Epoll => epoll::update(ctx, reg, old, new),
+            Kind::IoUring => self.uring().update(old, new),
+        }
+    }
+
+    /// Waits up to `timeout` ns (-1 forever, 0 not at all) and puts ready
+    /// handlers on `ready`. Called inside a visit.
+    pub fn wait(&self, ctx: &Context, ready: *mut AioHandlerList, timeout: i64) -> i32 {
+        match self.kind() {
+            Kind::Poll => poll::wait(ctx, ready, timeout),
+            Kind::Epoll => epoll::wait(ctx, ready, timeout),
+            Kind::IoUring => self.uring().wait(ctx, ready, timeout),
+        }
+    }
+
+    /// True when `wait` has work to do even with a zero timeout.
+    pub fn need_wait(&self, ctx: &Context) -> bool {
+        match self.kind() {
+            Kind::Poll | Kind::Epoll => ctx.poll_disabled(),
+            Kind::IoUring => self.uring().need_wait(),
+        }
+    }
+
+    /// Runs monitor-specific callbacks (io_uring CqeHandlers).
+    pub fn dispatch(&self, ctx: &Context) -> bool {
+        match self.kind() {
+            Kind::IoUring => self.uring().dispatch(ctx),
+            _ => false,
+        }
+    }
+
+    pub fn gsource_prepare(&self, ctx: &Context) {
+        if self.kind() == Kind::IoUring {
+            self.uring().gsource_prepare(ctx)
+        }
+    }
+
+    pub fn gsource_check(&self, ctx: &Context) -> bool {
+        match self.kind() {
+            Kind::Poll => poll::gsource_check(ctx),
+            Kind::Epoll => epoll::gsource_check(ctx),
+            Kind::IoUring => self.uring().gsource_check(ctx),
+        }
+    }
+
+    pub fn gsource_dispatch(&self, ctx: &Context, ready: *mut AioHandlerList) {
+        match self.kind() {
+            Kind::Poll => poll::gsource_dispatch(ctx, ready),
+            Kind::Epoll => {
+                epoll::wait(ctx, ready, 0);
+            }
+            Kind::IoUring => self.uring().gsource_dispatch(ctx, ready),
+        }
+    }
+
+    /// Releases the monitor's kernel objects at finalize.
+    pub fn destroy(&mut self, ctx: &Context, reg: &mut Registry) {
+        if let Some(u) = self.uring.take() {
+            u.destroy(ctx, reg);
+        }
+        self.epoll.close(ctx);
+        self.set_kind(Kind::Poll);
+    }
+}
+
+/// Registers `fd` with the context's GSource as a unix fd watched for
+/// G_IO_IN; returns glib's tag.
+pub(crate) fn gsource_add_unix_fd(ctx: &Context, fd: i32) -> *mut c_void {
+    // SAFETY: the GSource is the context's own, alive while the context is.
+    unsafe { glib_sys::g_source_add_unix_fd(ctx.gsource(), fd, glib_sys::G_IO_IN) }
+}
+
+/// Undoes [`gsource_add_unix_fd`], unless glib already tore the source down.
+pub(crate) fn gsource_remove_unix_fd(ctx: &Context, tag: *mut c_void) {
+    if tag.is_null() || !ctx.gsource_usable() {
+        return;
+    }
+    // SAFETY: tag came from g_source_add_unix_fd on this source.
+    unsafe { glib_sys::g_source_remove_unix_fd(ctx.gsource(), tag) }
+}
+
+/// True if glib saw the unix fd `tag` readable in its last poll.
+pub(crate) fn gsource_query_unix_fd(ctx: &Context, tag: *mut c_void) -> bool {
+    if tag.is_null() {
+        return false;
+    }
+    // SAFETY: tag came from g_source_add_unix_fd on this source.
+    unsafe { glib_sys::g_source_query_unix_fd(ctx.gsource(), tag) & glib_sys::G_IO_IN != 0 }
+}

@@ -1,0 +1,2 @@
+
+#define EVENT_NOTIFIER_H_QAIO 1

@@ -1,0 +1,38 @@
+//! Small syscall helpers: `-1/errno` results turned into `io::Result`.
+
+use std::io;
+
+/// Converts a libc return value into `io::Result`, reading errno on -1.
+pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Like [`cvt`] for calls returning `ssize_t`.
+pub fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// A small per-thread number identifying the calling thread (never 0).
+pub fn thread_id() -> u64 {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! { static ID: Cell<u64> = const { Cell::new(0) }; }
+    ID.with(|id| {
+        let v = id.get();
+        if v != 0 {
+            return v;
+        }
+        let v = NEXT.fetch_add(1, Ordering::Relaxed);
+        id.set(v);
+        v
+    })
+}

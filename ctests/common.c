@@ -5,10 +5,30 @@
 #include "common.h"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/io_uring.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 AioContext *ctx;
+
+/* True if the kernel itself refuses the monitor named by QAIO_FDMON: only
+ * then may a program skip instead of failing. */
+static bool kernel_lacks(const char *forced)
+{
+    if (!forced || strcmp(forced, "io_uring") != 0) {
+        return false;
+    }
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    long fd = syscall(__NR_io_uring_setup, 4, &p);
+    if (fd >= 0) {
+        close((int)fd);
+        return false;
+    }
+    return true;
+}
 
 void test_init(int *argc, char ***argv)
 {
@@ -17,13 +37,22 @@ void test_init(int *argc, char ***argv)
 
     g_test_init(argc, argv, NULL);
     ctx = aio_context_new(&err);
+    if (!ctx && !kernel_lacks(forced)) {
+        g_print("Bail out! aio_context_new failed although the kernel "
+                "provides %s: %s\n", forced ? forced : "every monitor",
+                error_get_pretty(err));
+        exit(1);
+    }
     if (!ctx) {
         /* A forced monitor the kernel cannot provide (io_uring disabled,
-         * seccomp, ...) skips the whole program. */
+         * seccomp, RLIMIT_MEMLOCK) skips the whole program. */
         g_print("1..0 # SKIP %s: %s\n", forced ? forced : "default",
                 error_get_pretty(err));
         error_free(err);
-        exit(77);
+        /* A TAP plan of 0 with a SKIP directive is how a TAP runner (meson)
+         * learns that the whole program was skipped; exit 77 would read as
+         * an error there. */
+        exit(0);
     }
     qemu_set_current_aio_context(ctx);
     GSource *src = aio_get_g_source(ctx);

@@ -11,7 +11,7 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::ffi::c_void;
-use std::mem::MaybeUninit;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ptr;
 use std::sync::atomic::{
     AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, Ordering,
@@ -56,7 +56,8 @@ pub struct Context {
     pub(crate) poll_grow: AtomicI64,
     pub(crate) poll_shrink: AtomicI64,
     pub(crate) aio_max_batch: AtomicI64,
-    pub(crate) tlg: TimerListGroup,
+    /// Dropped by hand in finalize, before the notifier it pokes is closed.
+    pub(crate) tlg: ManuallyDrop<TimerListGroup>,
     pub(crate) monitor: Monitor,
     /// The thread that runs this context's loop (0 = not bound yet).
     home: AtomicU64,
@@ -251,7 +252,7 @@ pub fn new() -> Result<*mut GSource, String> {
             poll_grow: AtomicI64::new(0),
             poll_shrink: AtomicI64::new(0),
             aio_max_batch: AtomicI64::new(0),
-            tlg: TimerListGroup::new(timer_notify, state as *mut c_void),
+            tlg: ManuallyDrop::new(TimerListGroup::new(timer_notify, state as *mut c_void)),
             monitor,
             home: AtomicU64::new(0),
             poll_depth: AtomicU32::new(0),
@@ -308,6 +309,10 @@ pub unsafe fn finalize(src: *mut GSource) {
     let mut monitor = std::mem::replace(&mut ctx.monitor, Monitor::placeholder());
     monitor.destroy(ctx, &mut reg);
     handlers::finalize(&mut reg);
+    // The timer lists go first: until they leave the clock registry, a
+    // qemu_clock_enable in another thread may still notify this context.
+    // SAFETY: dropped exactly once; nothing uses the lists afterwards.
+    unsafe { ManuallyDrop::drop(&mut ctx.tlg) };
     ctx.notifier.cleanup();
     drop(monitor);
     // SAFETY: the state is freed exactly once, here; glib frees `obj`.

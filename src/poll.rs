@@ -250,6 +250,7 @@ fn remove_idle_poll_handlers(ctx: &Context, ready: *mut AioHandlerList, now: i64
                 unsafe { end(n.opaque) };
                 // One last look, in case the event raced with io_poll_end.
                 if let Some(io_poll) = n.io_poll
+                    // SAFETY: user callback with its own opaque.
                     && unsafe { io_poll(n.opaque) }
                 {
                     // SAFETY: home thread inside a visit.

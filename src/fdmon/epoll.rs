@@ -4,6 +4,10 @@
 //! covers `UPGRADE_THRESHOLD` fds (at once when QAIO_FDMON=epoll). Any
 //! `epoll_ctl` failure (regular files cannot be watched) switches back to
 //! poll(2) for good.
+//
+// `ready` arguments are the ready lists of the running loop iteration (see
+// handlers.rs); the monitor functions only run inside such an iteration.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use std::cell::Cell;
 use std::ffi::c_void;

@@ -6,7 +6,7 @@ use std::ffi::{c_int, c_void};
 use super::aio::{AioContext, ctx_ref};
 use super::{guard, misuse};
 use crate::context::Context;
-use crate::fdmon::{Kind, epoll, io_uring, poll};
+use crate::fdmon::{Kind, epoll, poll};
 use crate::handlers::{AioHandler, AioHandlerList};
 
 /// The kernel's `struct io_uring_sqe` (from <linux/io_uring.h>), opaque here.

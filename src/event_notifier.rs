@@ -99,15 +99,16 @@ impl EventNotifier {
         if !self.initialized {
             return false;
         }
-        let mut buf = [0u8; 512];
+        // Uninitialised: only read(2) writes it, and it is never read.
+        let mut buf = std::mem::MaybeUninit::<[u8; 512]>::uninit();
         let mut any = false;
         loop {
             // SAFETY: reads into a live local buffer of the given size.
-            let r = unsafe { libc::read(self.rfd, buf.as_mut_ptr().cast(), buf.len()) };
+            let r = unsafe { libc::read(self.rfd, buf.as_mut_ptr().cast(), 512) };
             if r > 0 {
                 any = true;
                 // A pipe may hold more than one buffer's worth.
-                if r as usize == buf.len() {
+                if r as usize == 512 {
                     continue;
                 }
                 return any;

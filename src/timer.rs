@@ -521,6 +521,10 @@ impl TimerList {
 
     /// Removes `timer` from the list if it is linked, and marks it idle.
     fn unlink(&self, guard: &MutexGuard<'_, ()>, timer: Timer) {
+        // Linked iff pending (expire_time >= 0): an idle timer needs no walk.
+        if timer.expire_time().load(Ordering::Relaxed) < 0 {
+            return;
+        }
         timer.expire_time().store(-1, Ordering::Relaxed);
         let mut prev: Option<Timer> = None;
         let mut cur = self.first(guard);

@@ -218,17 +218,21 @@ pub fn wait(ctx: &Context, ready: *mut AioHandlerList, mut timeout: i64) -> i32 
         }
         timeout = 0;
     }
-    let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
+    // Uninitialised: the kernel writes the first `r` entries.
+    let mut events = std::mem::MaybeUninit::<[libc::epoll_event; MAX_EVENTS]>::uninit();
     // SAFETY: events is a valid buffer of MAX_EVENTS entries.
     let r = unsafe {
         libc::epoll_wait(
             epfd,
-            events.as_mut_ptr(),
+            events.as_mut_ptr().cast(),
             MAX_EVENTS as i32,
             timeout.clamp(-1, 0) as i32,
         )
     };
-    for ev in events.iter().take(r.max(0) as usize) {
+    // SAFETY: epoll_wait initialised the first r entries.
+    let events: &[libc::epoll_event] =
+        unsafe { std::slice::from_raw_parts(events.as_ptr().cast(), r.max(0) as usize) };
+    for ev in events {
         let node = ev.u64 as *mut AioHandler;
         // SAFETY: epoll data holds a registered node, alive during the visit
         // (deleted nodes are removed from epoll before being freed).

@@ -151,6 +151,11 @@ fn try_poll_mode(ctx: &Context, ready: *mut AioHandlerList, timeout: &mut i64) -
         return false;
     }
     let max_ns = soonest_timeout(*timeout, max_ns);
+    if max_ns != 0 && ctx.monitor.supports_polling() {
+        // Queued submissions (re-armed POLL_ADDs) must not keep us from
+        // polling: hand them over now; only completions stop polling.
+        ctx.monitor.flush_submissions(ctx);
+    }
     if max_ns != 0 && !ctx.monitor.need_wait(ctx) {
         poll_set_started(ctx, ready, true);
         if run_poll_handlers(ctx, ready, max_ns, timeout) {
@@ -243,6 +248,7 @@ fn remove_idle_poll_handlers(ctx: &Context, ready: *mut AioHandlerList, now: i64
             n.poll_idle_timeout.set(0);
             // SAFETY: home thread inside a visit.
             unsafe { handlers::poll_list_remove(node) };
+            ctx.monitor.unpark(node);
             if ctx.poll_started.get()
                 && let Some(end) = n.io_poll_end.get()
             {
@@ -279,6 +285,9 @@ pub(crate) fn poll_set_started(ctx: &Context, ready: *mut AioHandlerList, starte
         let n = unsafe { &*node };
         if n.is_deleted() {
             continue;
+        }
+        if !started {
+            ctx.monitor.unpark(node);
         }
         let cb = if started {
             n.io_poll_begin.get()

@@ -91,6 +91,9 @@ pub struct UringNode {
     next: AtomicPtr<AioHandler>,
     /// A `POLL_ADD` of this node is in flight. Home thread only.
     armed: Cell<bool>,
+    /// Not re-armed because it is busy-polled (poll mode is on and it has
+    /// io_poll): re-armed when poll mode ends. Home thread only.
+    parked: Cell<bool>,
 }
 
 impl Default for UringNode {
@@ -99,6 +102,7 @@ impl Default for UringNode {
             flags: AtomicU32::new(0),
             next: AtomicPtr::new(ptr::null_mut()),
             armed: Cell::new(false),
+            parked: Cell::new(false),
         }
     }
 }
@@ -593,8 +597,15 @@ impl Uring {
         let revents = match classify(res) {
             PollResult::Events(ev) => {
                 // One-shot: watch it again before anyone looks at the fd, so a
-                // readiness that persists is seen again (level-triggered).
-                self.enqueue(node, ADD);
+                // readiness that persists is seen again (level-triggered) --
+                // unless userspace polling watches it: then it is re-armed
+                // when poll mode ends, before any sleep (as poll/epoll do not
+                // watch polled fds while polling either).
+                if ctx.poll_started.get() && n.on_poll_list() && n.io_poll.is_some() {
+                    n.uring.parked.set(true);
+                } else {
+                    self.enqueue(node, ADD);
+                }
                 ev
             }
             PollResult::Transient => {
@@ -647,6 +658,29 @@ impl Uring {
         let want = usize::from(sleep && !self.completions_waiting());
         self.submit_and_wait(want);
         self.process_cq(ctx, ready) + self.unstash(ready)
+    }
+
+    /// Hands queued work to the kernel without waiting (only if any).
+    pub fn flush(&self, ctx: &Context) {
+        if self.submit_list.load(Ordering::Acquire).is_null()
+            // SAFETY: home thread, no other ring reference alive.
+            && unsafe { self.ring() }.submission().is_empty()
+        {
+            return;
+        }
+        self.fill_sq(ctx);
+        self.submit_and_wait(0);
+    }
+
+    /// Re-arms a handler that was parked while busy-polled.
+    pub fn unpark(&self, node: *mut AioHandler) {
+        // SAFETY: home thread; node alive during the visit.
+        let n = unsafe { &*node };
+        // A deleted handler is never armed again (its removal is already
+        // under way).
+        if n.uring.parked.replace(false) && !n.is_deleted() {
+            self.enqueue(node, ADD);
+        }
     }
 
     /// True while the loop must call `wait` even with a zero timeout:

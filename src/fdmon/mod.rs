@@ -189,6 +189,20 @@ impl Monitor {
         }
     }
 
+    /// Submits queued work without waiting (io_uring).
+    pub fn flush_submissions(&self, ctx: &Context) {
+        if self.kind() == Kind::IoUring {
+            self.uring().flush(ctx)
+        }
+    }
+
+    /// Re-arms a handler that stopped being busy-polled (io_uring).
+    pub fn unpark(&self, node: *mut AioHandler) {
+        if self.kind() == Kind::IoUring {
+            self.uring().unpark(node)
+        }
+    }
+
     /// Runs monitor-specific callbacks (io_uring CqeHandlers).
     pub fn dispatch(&self, ctx: &Context) -> bool {
         match self.kind() {

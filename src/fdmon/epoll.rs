@@ -16,11 +16,10 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::context::Context;
 use crate::fdmon::{
-    Kind, gsource_add_unix_fd, gsource_query_unix_fd, gsource_remove_unix_fd, poll,
+    Kind, from_poll_bits, gsource_add_unix_fd, gsource_query_unix_fd, gsource_remove_unix_fd, poll,
+    to_poll_bits,
 };
-use crate::handlers::{
-    self, AioHandler, AioHandlerList, G_IO_ERR, G_IO_HUP, G_IO_IN, G_IO_OUT, Registry,
-};
+use crate::handlers::{self, AioHandler, AioHandlerList, Registry};
 use crate::sys::cvt;
 
 /// Number of fds at which a poll(2) context moves to epoll.
@@ -86,45 +85,11 @@ impl Default for Epoll {
     }
 }
 
-fn to_epoll(events: u16) -> u32 {
-    let mut e = 0;
-    if events & G_IO_IN != 0 {
-        e |= libc::EPOLLIN as u32;
-    }
-    if events & G_IO_OUT != 0 {
-        e |= libc::EPOLLOUT as u32;
-    }
-    if events & G_IO_HUP != 0 {
-        e |= libc::EPOLLHUP as u32;
-    }
-    if events & G_IO_ERR != 0 {
-        e |= libc::EPOLLERR as u32;
-    }
-    e
-}
-
-fn from_epoll(e: u32) -> u16 {
-    let mut ev = 0;
-    if e & libc::EPOLLIN as u32 != 0 {
-        ev |= G_IO_IN;
-    }
-    if e & libc::EPOLLOUT as u32 != 0 {
-        ev |= G_IO_OUT;
-    }
-    if e & libc::EPOLLHUP as u32 != 0 {
-        ev |= G_IO_HUP;
-    }
-    if e & libc::EPOLLERR as u32 != 0 {
-        ev |= G_IO_ERR;
-    }
-    ev
-}
-
 fn ctl(epfd: i32, op: i32, node: *mut AioHandler) -> io::Result<()> {
     // SAFETY: node is alive (caller holds the registry lock).
     let h = unsafe { &*node };
     let mut ev = libc::epoll_event {
-        events: to_epoll(h.events()),
+        events: to_poll_bits(h.events()),
         u64: node as u64,
     };
     // SAFETY: ev is a valid epoll_event.
@@ -236,7 +201,7 @@ pub fn wait(ctx: &Context, ready: *mut AioHandlerList, mut timeout: i64) -> i32 
         let node = ev.u64 as *mut AioHandler;
         // SAFETY: epoll data holds a registered node, alive during the visit
         // (deleted nodes are removed from epoll before being freed).
-        unsafe { handlers::add_ready(ready, node, from_epoll(ev.events)) };
+        unsafe { handlers::add_ready(ready, node, from_poll_bits(ev.events)) };
     }
     r
 }
@@ -249,6 +214,7 @@ pub fn gsource_check(ctx: &Context) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handlers::{G_IO_ERR, G_IO_HUP, G_IO_IN, G_IO_OUT};
 
     #[test]
     fn event_mapping_round_trips() {
@@ -259,10 +225,10 @@ mod tests {
             G_IO_ERR,
             G_IO_IN | G_IO_OUT | G_IO_HUP | G_IO_ERR,
         ] {
-            assert_eq!(from_epoll(to_epoll(ev)), ev);
+            assert_eq!(from_poll_bits(to_poll_bits(ev)), ev);
         }
         assert_eq!(
-            to_epoll(G_IO_IN | G_IO_OUT),
+            to_poll_bits(G_IO_IN | G_IO_OUT),
             (libc::EPOLLIN | libc::EPOLLOUT) as u32
         );
     }

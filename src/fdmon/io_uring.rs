@@ -44,11 +44,12 @@ use io_uring::types::{CancelBuilder, Fd, Timespec};
 use io_uring::{EnterFlags, IoUring, Probe, cqueue, opcode, squeue};
 
 use crate::context::Context;
-use crate::fdmon::{gsource_add_unix_fd, gsource_query_unix_fd, gsource_remove_unix_fd};
-use crate::ffi::fdmon::{CqeHandler, io_uring_cqe, io_uring_sqe};
-use crate::handlers::{
-    self, AioHandler, AioHandlerList, G_IO_ERR, G_IO_HUP, G_IO_IN, G_IO_OUT, Registry,
+use crate::fdmon::{
+    from_poll_bits, gsource_add_unix_fd, gsource_query_unix_fd, gsource_remove_unix_fd,
+    to_poll_bits,
 };
+use crate::ffi::fdmon::{CqeHandler, io_uring_cqe, io_uring_sqe};
+use crate::handlers::{self, AioHandler, AioHandlerList, G_IO_ERR, Registry};
 
 /// SQ entries, as upstream; the CQ gets twice as many (the kernel default).
 const SQ_ENTRIES: u32 = 128;
@@ -364,7 +365,7 @@ impl Uring {
         if n.uring.armed.get() || events == 0 || n.invalid.load(Ordering::Relaxed) {
             return;
         }
-        let e = opcode::PollAdd::new(Fd(n.fd()), to_poll(events))
+        let e = opcode::PollAdd::new(Fd(n.fd()), to_poll_bits(events))
             .build()
             .user_data(node as u64 | TAG_POLL);
         self.push_sqe(&e);
@@ -892,40 +893,6 @@ fn strerror(e: &io::Error) -> String {
     }
 }
 
-fn to_poll(events: u16) -> u32 {
-    let mut p = 0;
-    if events & G_IO_IN != 0 {
-        p |= libc::POLLIN as u32;
-    }
-    if events & G_IO_OUT != 0 {
-        p |= libc::POLLOUT as u32;
-    }
-    if events & G_IO_HUP != 0 {
-        p |= libc::POLLHUP as u32;
-    }
-    if events & G_IO_ERR != 0 {
-        p |= libc::POLLERR as u32;
-    }
-    p
-}
-
-fn from_poll(p: u32) -> u16 {
-    let mut ev = 0;
-    if p & libc::POLLIN as u32 != 0 {
-        ev |= G_IO_IN;
-    }
-    if p & libc::POLLOUT as u32 != 0 {
-        ev |= G_IO_OUT;
-    }
-    if p & libc::POLLHUP as u32 != 0 {
-        ev |= G_IO_HUP;
-    }
-    if p & libc::POLLERR as u32 != 0 {
-        ev |= G_IO_ERR;
-    }
-    ev
-}
-
 /// What a handler's `POLL_ADD` result means (-ECANCELED is handled by the
 /// caller).
 #[derive(Debug, PartialEq, Eq)]
@@ -944,7 +911,7 @@ fn classify(res: i32) -> PollResult {
         if res as u32 & libc::POLLNVAL as u32 != 0 {
             return PollResult::Dead;
         }
-        return PollResult::Events(from_poll(res as u32));
+        return PollResult::Events(from_poll_bits(res as u32));
     }
     match -res {
         libc::ENOMEM | libc::EAGAIN | libc::EINTR | libc::EBUSY => PollResult::Transient,
@@ -955,6 +922,7 @@ fn classify(res: i32) -> PollResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handlers::{G_IO_ERR, G_IO_HUP, G_IO_IN, G_IO_OUT};
 
     #[test]
     fn event_mapping_round_trips() {
@@ -965,15 +933,15 @@ mod tests {
             G_IO_ERR,
             G_IO_IN | G_IO_OUT | G_IO_HUP | G_IO_ERR,
         ] {
-            assert_eq!(from_poll(to_poll(ev)), ev);
+            assert_eq!(from_poll_bits(to_poll_bits(ev)), ev);
         }
         assert_eq!(
-            to_poll(G_IO_IN | G_IO_OUT),
+            to_poll_bits(G_IO_IN | G_IO_OUT),
             (libc::POLLIN | libc::POLLOUT) as u32
         );
         // POLLPRI and POLLRDNORM are not G_IO_* events a handler asks for.
         assert_eq!(
-            from_poll((libc::POLLIN | libc::POLLPRI | libc::POLLRDNORM) as u32),
+            from_poll_bits((libc::POLLIN | libc::POLLPRI | libc::POLLRDNORM) as u32),
             G_IO_IN
         );
     }

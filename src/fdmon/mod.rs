@@ -245,6 +245,42 @@ impl Monitor {
     }
 }
 
+// epoll(7) and io_uring's POLL_ADD use poll(2)'s event bits.
+const _: () = assert!(
+    libc::EPOLLIN as u32 == libc::POLLIN as u32
+        && libc::EPOLLOUT as u32 == libc::POLLOUT as u32
+        && libc::EPOLLHUP as u32 == libc::POLLHUP as u32
+        && libc::EPOLLERR as u32 == libc::POLLERR as u32
+);
+
+/// Translates a handler's G_IO_* events into poll(2)/epoll/POLL_ADD bits.
+pub(crate) fn to_poll_bits(events: u16) -> u32 {
+    use crate::handlers::{G_IO_ERR, G_IO_HUP, G_IO_IN, G_IO_OUT};
+    [
+        (G_IO_IN, libc::POLLIN),
+        (G_IO_OUT, libc::POLLOUT),
+        (G_IO_HUP, libc::POLLHUP),
+        (G_IO_ERR, libc::POLLERR),
+    ]
+    .iter()
+    .filter(|(g, _)| events & g != 0)
+    .fold(0, |acc, (_, p)| acc | *p as u32)
+}
+
+/// Translates poll(2)/epoll/POLL_ADD result bits back into G_IO_* events.
+pub(crate) fn from_poll_bits(bits: u32) -> u16 {
+    use crate::handlers::{G_IO_ERR, G_IO_HUP, G_IO_IN, G_IO_OUT};
+    [
+        (G_IO_IN, libc::POLLIN),
+        (G_IO_OUT, libc::POLLOUT),
+        (G_IO_HUP, libc::POLLHUP),
+        (G_IO_ERR, libc::POLLERR),
+    ]
+    .iter()
+    .filter(|(_, p)| bits & *p as u32 != 0)
+    .fold(0, |acc, (g, _)| acc | g)
+}
+
 /// Registers `fd` with the context's GSource as a unix fd watched for
 /// G_IO_IN; returns glib's tag.
 pub(crate) fn gsource_add_unix_fd(ctx: &Context, fd: i32) -> *mut c_void {

@@ -843,6 +843,57 @@ static void test_forced_uring_failure(void)
     g_test_trap_assert_stderr("*error: Failed to initialize io_uring: Too many open files*");
 }
 
+static int count_open_fds(void)
+{
+    GDir *dir = g_dir_open("/proc/self/fd", 0, NULL);
+    int n = 0;
+
+    g_assert_nonnull(dir);
+    while (g_dir_read_name(dir)) {
+        n++;
+    }
+    g_dir_close(dir);
+    return n;
+}
+
+/* No file descriptor left at all: every monitor fails to create the
+ * context's event notifier; aio_context_new returns NULL with an error and
+ * leaves no fd behind. */
+static void test_no_fds_left(void)
+{
+    if (g_test_subprocess()) {
+        const char *monitors[] = { "poll", "epoll", "io_uring", NULL };
+
+        for (int i = 0; monitors[i]; i++) {
+            Error *err = NULL;
+            struct rlimit rl;
+            int lowest = dup(0);
+            int before;
+            AioContext *c;
+
+            g_assert_cmpint(lowest, >=, 0);
+            close(lowest);
+            before = count_open_fds();
+            g_assert_cmpint(getrlimit(RLIMIT_NOFILE, &rl), ==, 0);
+            rl.rlim_cur = (rlim_t)lowest;
+            g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &rl), ==, 0);
+            c = new_ctx_with_env(monitors[i], &err);
+            restore_nofile();
+            g_assert_null(c);
+            g_assert_nonnull(err);
+            g_printerr("%s: %s\n", monitors[i], error_get_pretty(err));
+            error_free(err);
+            g_assert_cmpint(count_open_fds(), ==, before);
+        }
+        return;
+    }
+    g_test_trap_subprocess(NULL, SUBPROCESS_TIMEOUT_US, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_passed();
+    g_test_trap_assert_stderr("*poll: Failed to initialize event notifier: Too many open files*"
+                              "epoll: Failed to initialize event notifier*"
+                              "io_uring: Failed to initialize event notifier*");
+}
+
 /*
  * All or nothing (G7): once a context got io_uring, a default context whose
  * ring cannot be set up is an error; if the first default attempt failed,
@@ -1054,6 +1105,7 @@ int main(int argc, char **argv)
     g_test_add_func("/fdmon/select/forced-100-fds", test_hundred_fds_forced);
     g_test_add_func("/fdmon/select/default", test_default_selection);
     g_test_add_func("/fdmon/select/forced-io-uring-failure", test_forced_uring_failure);
+    g_test_add_func("/fdmon/select/no-fds-left", test_no_fds_left);
     g_test_add_func("/fdmon/select/io-uring-all-or-nothing", test_uring_all_or_nothing);
     g_test_add_func("/fdmon/select/no-io-uring-in-kernel", test_no_io_uring);
     g_test_add_func("/fdmon/glib-readiness", test_glib_readiness);

@@ -112,6 +112,11 @@ bool watchdog_stop(Watchdog *w);
  */
 bool test_quick(void);
 
+/* g_test_add_func for a test whose home thread blocks in aio_poll until
+ * another thread wakes it: skipped under valgrind on io_uring, where such a
+ * wait freezes the whole process. */
+void add_cross_thread_test(const char *path, GTestFunc fn);
+
 /*
  * Arms a process-wide watchdog (alarm(2)): if it is not re-armed or
  * disarmed within `seconds` (multiplied by 10 under test_quick()), the

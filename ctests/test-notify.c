@@ -509,8 +509,8 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/notify/before-poll", test_notify_before_poll);
     g_test_add_func("/aio/notify/coalesce", test_notify_coalesce);
     g_test_add_func("/aio/notify/accept", test_notify_accept);
-    g_test_add_func("/aio/notify/cross-thread", test_notify_cross_thread);
-    g_test_add_func("/aio/notify/cross-thread-burst", test_notify_cross_thread_burst);
+    add_cross_thread_test("/aio/notify/cross-thread", test_notify_cross_thread);
+    add_cross_thread_test("/aio/notify/cross-thread-burst", test_notify_cross_thread_burst);
     g_test_add_func("/aio/notify/registration", test_notify_on_registration);
     g_test_add_func("/aio/context/fresh", test_fresh_context);
     g_test_add_func("/aio/context/ref", test_context_ref);
@@ -519,7 +519,7 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/context/params", test_set_params);
     g_test_add_func("/aio/context/fdmon-name", test_fdmon_name);
     g_test_add_func("/aio-gsource/flush", test_source_flush);
-    g_test_add_func("/aio-gsource/notify/cross-thread", test_source_notify_cross_thread);
+    add_cross_thread_test("/aio-gsource/notify/cross-thread", test_source_notify_cross_thread);
 
     return g_test_run();
 }

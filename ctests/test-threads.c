@@ -694,16 +694,16 @@ int main(int argc, char **argv)
     main_thread = pthread_self();
     test_init(&argc, &argv);
 
-    g_test_add_func("/aio/threads/oneshot-wakes-poll", test_oneshot_wakes_poll);
-    g_test_add_func("/aio/threads/worker-oneshot", test_worker_oneshot);
-    g_test_add_func("/aio/threads/oneshot-stress", test_oneshot_stress);
-    g_test_add_func("/aio/threads/schedule-rounds", test_schedule_rounds);
-    g_test_add_func("/aio/threads/reschedule-while-running", test_reschedule_while_running);
-    g_test_add_func("/aio/threads/bh-any-thread", test_bh_any_thread);
-    g_test_add_func("/aio/threads/fd-signal/now", test_fd_signal_now);
-    g_test_add_func("/aio/threads/fd-signal/during-wait", test_fd_signal_during_wait);
-    g_test_add_func("/aio/threads/register-from-thread", test_register_from_thread);
-    g_test_add_func("/aio/multi/lifecycle", test_multi_lifecycle);
+    add_cross_thread_test("/aio/threads/oneshot-wakes-poll", test_oneshot_wakes_poll);
+    add_cross_thread_test("/aio/threads/worker-oneshot", test_worker_oneshot);
+    add_cross_thread_test("/aio/threads/oneshot-stress", test_oneshot_stress);
+    add_cross_thread_test("/aio/threads/schedule-rounds", test_schedule_rounds);
+    add_cross_thread_test("/aio/threads/reschedule-while-running", test_reschedule_while_running);
+    add_cross_thread_test("/aio/threads/bh-any-thread", test_bh_any_thread);
+    add_cross_thread_test("/aio/threads/fd-signal/now", test_fd_signal_now);
+    add_cross_thread_test("/aio/threads/fd-signal/during-wait", test_fd_signal_during_wait);
+    add_cross_thread_test("/aio/threads/register-from-thread", test_register_from_thread);
+    add_cross_thread_test("/aio/multi/lifecycle", test_multi_lifecycle);
 
     return g_test_run();
 }

@@ -784,8 +784,8 @@ int main(int argc, char **argv)
     g_test_add_func("/timer/past-expiry", test_timer_past);
     g_test_add_func("/timer/del", test_timer_del);
     g_test_add_func("/timer/rearm-in-callback", test_timer_rearm_in_cb);
-    g_test_add_func("/timer/cross-thread-mod", test_timer_cross_thread);
-    g_test_add_func("/timer/virtual-disabled", test_timer_virtual_disabled);
+    add_cross_thread_test("/timer/cross-thread-mod", test_timer_cross_thread);
+    add_cross_thread_test("/timer/virtual-disabled", test_timer_virtual_disabled);
     g_test_add_func("/timer/scale", test_timer_scale);
     g_test_add_func("/timer/vs-bh", test_timer_vs_bh);
     g_test_add_func("/timer/anticipate", test_timer_anticipate);

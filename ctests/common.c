@@ -353,3 +353,19 @@ void settle_aio(AioContext *c)
     aio_poll(c, false);
     event_notifier_cleanup(&s.e);
 }
+
+char evlog[64];
+static size_t evlen;
+
+void log_reset(void)
+{
+    evlen = 0;
+    evlog[0] = '\0';
+}
+
+void log_add(char c)
+{
+    g_assert_cmpuint(evlen, <, sizeof(evlog) - 1);
+    evlog[evlen++] = c;
+    evlog[evlen] = '\0';
+}

@@ -137,4 +137,10 @@ void test_watchdog(unsigned seconds, const char *what);
  */
 void settle_aio(AioContext *c);
 
+/* An event log the callbacks append one letter each to, so a test can
+ * assert the order of events with one string comparison. */
+extern char evlog[64];
+void log_reset(void);
+void log_add(char c);
+
 #endif

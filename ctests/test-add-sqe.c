@@ -79,22 +79,6 @@ typedef struct {
     char tag;          /* logged by the callback when non-zero */
 } Req;
 
-static char evlog[32];
-static size_t evlen;
-
-static void log_reset(void)
-{
-    evlen = 0;
-    evlog[0] = '\0';
-}
-
-static void log_add(char c)
-{
-    g_assert_cmpuint(evlen, <, sizeof(evlog) - 1);
-    evlog[evlen++] = c;
-    evlog[evlen] = '\0';
-}
-
 static void req_cb(CqeHandler *h)
 {
     Req *r = container_of(h, Req, h);

@@ -17,22 +17,6 @@
 /* Helpers                                                                   */
 
 /* An event log: callbacks append one character each, tests compare strings. */
-static char evlog[64];
-static size_t evlen;
-
-static void log_reset(void)
-{
-    evlen = 0;
-    evlog[0] = '\0';
-}
-
-static void log_add(char c)
-{
-    g_assert_cmpuint(evlen, <, sizeof(evlog) - 1);
-    evlog[evlen++] = c;
-    evlog[evlen] = '\0';
-}
-
 /* A counting fd handler record. */
 typedef struct {
     int fd;        /* the fd the handler is registered on */

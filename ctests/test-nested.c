@@ -11,22 +11,6 @@
 
 #define MS (1000 * 1000LL)
 
-static char evlog[64];
-static size_t evlen;
-
-static void log_reset(void)
-{
-    evlen = 0;
-    evlog[0] = '\0';
-}
-
-static void log_add(char c)
-{
-    g_assert_cmpuint(evlen, <, sizeof(evlog) - 1);
-    evlog[evlen++] = c;
-    evlog[evlen] = '\0';
-}
-
 static void unset_fd(AioContext *c, int fd)
 {
     aio_set_fd_handler(c, fd, NULL, NULL, NULL, NULL, NULL);

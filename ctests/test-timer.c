@@ -13,22 +13,6 @@
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
 
-static char evlog[64];
-static size_t evlen;
-
-static void log_reset(void)
-{
-    evlen = 0;
-    evlog[0] = '\0';
-}
-
-static void log_add(char c)
-{
-    g_assert_cmpuint(evlen, <, sizeof(evlog) - 1);
-    evlog[evlen++] = c;
-    evlog[evlen] = '\0';
-}
-
 /* A timer record that logs its tag when it fires. */
 typedef struct TimerRec {
     QEMUTimer t;

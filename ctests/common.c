@@ -265,13 +265,20 @@ static bool valgrind_blocks_io_uring(void)
 #endif
 }
 
-static void cross_thread_test(gconstpointer data)
+bool skip_if_valgrind_blocks_io_uring(void)
 {
     if (valgrind_blocks_io_uring()) {
         g_test_skip("valgrind cannot run another thread while one blocks in io_uring_enter");
-        return;
+        return true;
     }
-    ((GTestFunc)data)();
+    return false;
+}
+
+static void cross_thread_test(gconstpointer data)
+{
+    if (!skip_if_valgrind_blocks_io_uring()) {
+        ((GTestFunc)data)();
+    }
 }
 
 void add_cross_thread_test(const char *path, GTestFunc fn)
@@ -368,4 +375,30 @@ void log_add(char c)
     g_assert_cmpuint(evlen, <, sizeof(evlog) - 1);
     evlog[evlen++] = c;
     evlog[evlen] = '\0';
+}
+
+const Driver drive_aio = DRIVE_AIO;
+const Driver drive_glib = DRIVE_GLIB;
+
+Driver driver_of(gconstpointer data)
+{
+    return *(const Driver *)data;
+}
+
+bool drive_iteration(Driver d, bool blocking)
+{
+    if (d == DRIVE_AIO) {
+        return aio_poll(ctx, blocking);
+    }
+    return g_main_context_iteration(NULL, blocking);
+}
+
+void add_test_both_drivers(const char *path, GTestDataFunc fn)
+{
+    char *p = g_strdup_printf("%s/aio", path);
+    g_test_add_data_func(p, &drive_aio, fn);
+    g_free(p);
+    p = g_strdup_printf("%s/glib", path);
+    g_test_add_data_func(p, &drive_glib, fn);
+    g_free(p);
 }

@@ -137,6 +137,29 @@ void test_watchdog(unsigned seconds, const char *what);
  */
 void settle_aio(AioContext *c);
 
+/* Which loop drives a test: aio_poll(ctx, ...) or g_main_context_iteration
+ * on the default GMainContext, where the fixture attached ctx. */
+typedef enum {
+    DRIVE_AIO,
+    DRIVE_GLIB,
+} Driver;
+
+/* Test data for g_test_add_data_func naming a driver. */
+extern const Driver drive_aio;
+extern const Driver drive_glib;
+Driver driver_of(gconstpointer data);
+
+/* One loop iteration of ctx with driver d. */
+bool drive_iteration(Driver d, bool blocking);
+
+/* Registers fn twice, as "<path>/aio" and "<path>/glib", with the driver as
+ * its data. */
+void add_test_both_drivers(const char *path, GTestDataFunc fn);
+
+/* Skips the current test (and returns true) under valgrind on io_uring,
+ * where a wait that another thread must end freezes the process. */
+bool skip_if_valgrind_blocks_io_uring(void);
+
 /* An event log the callbacks append one letter each to, so a test can
  * assert the order of events with one string comparison. */
 extern char evlog[64];

@@ -37,27 +37,6 @@ void prep_nop_other_order(struct io_uring_sqe *sqe, void *opaque);
 /* ------------------------------------------------------------------------ */
 /* Drivers and helpers                                                       */
 
-typedef enum {
-    DRIVE_AIO,  /* aio_poll(ctx, ...) */
-    DRIVE_GLIB, /* g_main_context_iteration(NULL, ...) on the attached ctx */
-} Driver;
-
-static const Driver drive_aio = DRIVE_AIO;
-static const Driver drive_glib = DRIVE_GLIB;
-
-static Driver driver_of(gconstpointer data)
-{
-    return *(const Driver *)data;
-}
-
-static bool iterate(Driver d, bool blocking)
-{
-    if (d == DRIVE_AIO) {
-        return aio_poll(ctx, blocking);
-    }
-    return g_main_context_iteration(NULL, blocking);
-}
-
 /* Skips the test unless the shared context runs on io_uring. */
 static bool need_io_uring(void)
 {
@@ -114,7 +93,7 @@ static void prep_nop(struct io_uring_sqe *sqe, void *opaque)
 static void wait_req(Driver d, Req *r)
 {
     while (r->calls == 0) {
-        iterate(d, true);
+        drive_iteration(d, true);
     }
 }
 
@@ -302,7 +281,7 @@ static void test_pipe_read(gconstpointer data)
 
     /* Submitted, but nothing to read: it stays in flight. */
     for (int i = 0; i < 5; i++) {
-        iterate(d, false);
+        drive_iteration(d, false);
     }
     g_assert_cmpint(r.calls, ==, 0);
 
@@ -407,7 +386,7 @@ static void test_many(gconstpointer data)
             if (sum == batch) {
                 break;
             }
-            iterate(d, false);
+            drive_iteration(d, false);
             iterations++;
             g_assert_cmpint(iterations, <=, 10);
         }
@@ -463,7 +442,7 @@ static void test_chain(gconstpointer data)
     }
     aio_add_sqe(prep_nop, NULL, &c.h);
     while (c.depth < CHAIN_DEPTH) {
-        g_assert_true(iterate(d, true));
+        g_assert_true(drive_iteration(d, true));
         iterations++;
     }
     g_assert_cmpint(c.depth, ==, CHAIN_DEPTH);
@@ -572,7 +551,7 @@ static void test_order(gconstpointer data)
     timer_mod(&t, qemu_clock_get_ns(QEMU_CLOCK_REALTIME) - 1);
 
     /* One iteration runs all four. */
-    g_assert_true(iterate(d, false));
+    g_assert_true(drive_iteration(d, false));
     if (d == DRIVE_AIO) {
         /* aio_poll: CQE handlers, then BHs, fd handlers, timers. */
         g_assert_cmpstr(evlog, ==, "CBFT");
@@ -625,7 +604,7 @@ static void test_rejected(gconstpointer data)
     /* A request after the rejected ones is not held back. */
     add_nop(&good);
     while (bad_fd.calls == 0 || bad_op.calls == 0 || good.calls == 0) {
-        iterate(d, true);
+        drive_iteration(d, true);
     }
     g_assert_cmpint(bad_fd.calls, ==, 1);
     g_assert_cmpint(bad_fd.res, ==, -EBADF);
@@ -886,31 +865,21 @@ static void test_misuse_no_current_context(void)
 
 /* ------------------------------------------------------------------------ */
 
-static void add_both(const char *path, GTestDataFunc fn)
-{
-    char *p = g_strdup_printf("%s/aio", path);
-    g_test_add_data_func(p, &drive_aio, fn);
-    g_free(p);
-    p = g_strdup_printf("%s/glib", path);
-    g_test_add_data_func(p, &drive_glib, fn);
-    g_free(p);
-}
-
 int main(int argc, char **argv)
 {
     test_init(&argc, &argv);
     test_watchdog(120, "test-add-sqe");
 
-    add_both("/add-sqe/nop", test_nop);
+    add_test_both_drivers("/add-sqe/nop", test_nop);
     g_test_add_func("/add-sqe/nop/other-include-order", test_nop_other_order);
-    add_both("/add-sqe/file-rw", test_file_rw);
-    add_both("/add-sqe/pipe-read-after-handler-write", test_pipe_read);
-    add_both("/add-sqe/timeout", test_timeout);
-    add_both("/add-sqe/many", test_many);
-    add_both("/add-sqe/chain", test_chain);
+    add_test_both_drivers("/add-sqe/file-rw", test_file_rw);
+    add_test_both_drivers("/add-sqe/pipe-read-after-handler-write", test_pipe_read);
+    add_test_both_drivers("/add-sqe/timeout", test_timeout);
+    add_test_both_drivers("/add-sqe/many", test_many);
+    add_test_both_drivers("/add-sqe/chain", test_chain);
     g_test_add_func("/add-sqe/nested-poll-in-callback", test_nested_poll_in_callback);
-    add_both("/add-sqe/order", test_order);
-    add_both("/add-sqe/rejected", test_rejected);
+    add_test_both_drivers("/add-sqe/order", test_order);
+    add_test_both_drivers("/add-sqe/rejected", test_rejected);
     g_test_add_func("/add-sqe/destroy-in-flight", test_destroy_in_flight);
     g_test_add_func("/add-sqe/destroy-in-flight-other-thread",
                     test_destroy_in_flight_other_thread);

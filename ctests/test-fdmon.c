@@ -30,19 +30,6 @@
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
 
-typedef enum {
-    DRIVE_AIO,
-    DRIVE_GLIB,
-} Driver;
-
-static const Driver drive_aio = DRIVE_AIO;
-static const Driver drive_glib = DRIVE_GLIB;
-
-static Driver driver_of(gconstpointer data)
-{
-    return *(const Driver *)data;
-}
-
 /* Bumped before every loop iteration a test makes, so handlers can tell
  * whether they ran twice in one iteration. */
 static int iteration;
@@ -50,39 +37,12 @@ static int iteration;
 static bool iterate(Driver d, bool blocking)
 {
     iteration++;
-    if (d == DRIVE_AIO) {
-        return aio_poll(ctx, blocking);
-    }
-    return g_main_context_iteration(NULL, blocking);
+    return drive_iteration(d, blocking);
 }
 
 static bool is_monitor(const char *name)
 {
     return strcmp(test_fdmon(), name) == 0;
-}
-
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define HAVE_VALGRIND_H 1
-#endif
-#endif
-
-/*
- * valgrind (3.19 at least) keeps its global lock while a thread sits in
- * io_uring_enter, so every other thread of the program stops: a blocking
- * aio_poll on io_uring that waits for another thread never returns.
- * Tests built on that skip themselves there.
- */
-static bool skip_cross_thread_uring_wait(void)
-{
-#ifdef HAVE_VALGRIND_H
-    if (RUNNING_ON_VALGRIND && is_monitor("io_uring")) {
-        g_test_skip("valgrind stops all threads while one waits in io_uring_enter");
-        return true;
-    }
-#endif
-    return false;
 }
 
 /* A counting eventfd handler. */
@@ -402,7 +362,7 @@ static void test_signals(gconstpointer data)
     int timer_calls = 0;
     int64_t deadline;
 
-    if (d == DRIVE_AIO && skip_cross_thread_uring_wait()) {
+    if (d == DRIVE_AIO && skip_if_valgrind_blocks_io_uring()) {
         return;
     }
     c = counters_new(1, true);
@@ -666,7 +626,7 @@ static void test_cross_thread_registration(void)
                     .cycles = test_quick() ? 200 : 2000 };
     pthread_t thread;
 
-    if (skip_cross_thread_uring_wait()) {
+    if (skip_if_valgrind_blocks_io_uring()) {
         close(r.fd);
         return;
     }
@@ -1079,27 +1039,17 @@ static void test_glib_readiness(void)
 
 /* ------------------------------------------------------------------------ */
 
-static void add_both(const char *path, GTestDataFunc fn)
-{
-    char *p = g_strdup_printf("%s/aio", path);
-    g_test_add_data_func(p, &drive_aio, fn);
-    g_free(p);
-    p = g_strdup_printf("%s/glib", path);
-    g_test_add_data_func(p, &drive_glib, fn);
-    g_free(p);
-}
-
 int main(int argc, char **argv)
 {
     test_init(&argc, &argv);
     test_watchdog(240, "test-fdmon");
 
-    add_both("/fdmon/many-fds-one-ready", test_many_fds);
-    add_both("/fdmon/burst-larger-than-cq", test_burst);
-    add_both("/fdmon/signals", test_signals);
-    add_both("/fdmon/replace/in-dispatch", test_replace_in_dispatch);
-    add_both("/fdmon/replace/after-readiness", test_replace_after_readiness);
-    add_both("/fdmon/replace/remove-race", test_remove_race);
+    add_test_both_drivers("/fdmon/many-fds-one-ready", test_many_fds);
+    add_test_both_drivers("/fdmon/burst-larger-than-cq", test_burst);
+    add_test_both_drivers("/fdmon/signals", test_signals);
+    add_test_both_drivers("/fdmon/replace/in-dispatch", test_replace_in_dispatch);
+    add_test_both_drivers("/fdmon/replace/after-readiness", test_replace_after_readiness);
+    add_test_both_drivers("/fdmon/replace/remove-race", test_remove_race);
     g_test_add_func("/fdmon/replace/cross-thread", test_cross_thread_registration);
     g_test_add_func("/fdmon/regular-file", test_regular_file);
     g_test_add_func("/fdmon/select/forced-100-fds", test_hundred_fds_forced);

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 struct Header {
     /// Path under `include/`.
     path: &'static str,
-    /// Rust files whose `extern "C"` items and `repr(C)` types it declares.
+    /// Rust files whose `extern "C"` items and `repr(C)` types it declares:
+    /// the header's `src/abi/` types and its `src/ffi/` shims. A type must be
+    /// listed for one header only, or two headers would define it.
     sources: &'static [&'static str],
     include_guard: &'static str,
     /// Hand-written C placed after the includes: QEMU's function typedefs,
@@ -23,19 +25,25 @@ struct Header {
 const HEADERS: &[Header] = &[
     Header {
         path: "qemu/event_notifier.h",
-        sources: &["src/event_notifier.rs", "src/ffi/event_notifier.rs"],
+        sources: &["src/abi/event_notifier.rs", "src/ffi/event_notifier.rs"],
         include_guard: "QEMU_EVENT_NOTIFIER_H",
         prelude: "src/ffi/event_notifier.prelude.h",
     },
     Header {
         path: "qemu/timer.h",
-        sources: &["src/ffi/timer.rs"],
+        sources: &["src/abi/timer.rs", "src/ffi/timer.rs"],
         include_guard: "QEMU_TIMER_H",
         prelude: "src/ffi/timer.prelude.h",
     },
     Header {
         path: "qemu/aio.h",
-        sources: &["src/ffi/error.rs", "src/ffi/aio.rs", "src/ffi/fdmon.rs"],
+        sources: &[
+            "src/ffi/error.rs",
+            "src/ffi/aio.rs",
+            "src/abi/aio.rs",
+            "src/abi/fdmon.rs",
+            "src/ffi/fdmon.rs",
+        ],
         include_guard: "QEMU_AIO_H",
         prelude: "src/ffi/aio.prelude.h",
     },

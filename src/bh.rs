@@ -11,8 +11,8 @@ use std::ffi::{CStr, c_char, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
+use crate::abi::MemReentrancyGuard;
 use crate::context::Context;
-use crate::ffi::aio::MemReentrancyGuard;
 
 /// Linked on some BH list.
 pub const BH_PENDING: u32 = 1;
@@ -304,7 +304,7 @@ pub fn any_scheduled(ctx: &Context) -> bool {
 /// the caller, which QEMU treats as fatal.
 pub fn finalize(ctx: &Context) {
     if !ctx.bh_slices.is_empty() {
-        crate::ffi::misuse(
+        crate::abi::misuse(
             "aio_ctx_finalize",
             "context finalized while aio_bh_poll is running",
         );
@@ -316,7 +316,7 @@ pub fn finalize(ctx: &Context) {
         let next = b.next.load(Ordering::Relaxed);
         let flags = b.flags.load(Ordering::Acquire);
         if flags & BH_DELETED == 0 {
-            crate::ffi::misuse(
+            crate::abi::misuse(
                 "aio_ctx_finalize",
                 &format!(
                     "BH '{}' leaked, aborting... (every BH must be deleted before the last unref)",

@@ -139,7 +139,7 @@ impl Context {
             self.home.store(me, Ordering::Release);
             return;
         }
-        crate::ffi::misuse(
+        crate::abi::misuse(
             func,
             "called outside the AioContext's home thread (the thread that made it current with \
              qemu_set_current_aio_context, or else the first thread that polled it)",
@@ -299,7 +299,7 @@ pub unsafe fn finalize(src: *mut GSource) {
     ctx.finalizing.store(true, Ordering::Release);
     bh::finalize(ctx);
     if ctx.tlg.has_pending_timers() {
-        crate::ffi::misuse(
+        crate::abi::misuse(
             "aio_ctx_finalize",
             "a timer is still armed on the context (timer_del every timer before the last aio_context_unref)",
         );

@@ -6,15 +6,7 @@ use std::io;
 
 use crate::sys::{cvt, cvt_size};
 
-/// A wake-up object: signalled with `event_notifier_set`, consumed with
-/// `event_notifier_test_and_clear`. `rfd` is polled; `wfd` is written (the
-/// same fd for an eventfd).
-#[repr(C)]
-pub struct EventNotifier {
-    pub rfd: libc::c_int,
-    pub wfd: libc::c_int,
-    pub initialized: bool,
-}
+pub use crate::abi::EventNotifier;
 
 impl EventNotifier {
     /// A notifier that owns no file descriptor yet.

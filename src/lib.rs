@@ -15,6 +15,7 @@
 //! - [`fdmon`]: the fd monitors (poll(2), epoll(7), io_uring(7)).
 //! - [`ffi`]: the C ABI; the only place with `extern "C"` functions.
 
+pub mod abi;
 pub mod bh;
 pub mod context;
 pub mod event_notifier;

@@ -14,8 +14,8 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use crossbeam_utils::CachePadded;
 
-use crate::ffi::misuse;
-pub use crate::ffi::timer::{
+use crate::abi::misuse;
+pub use crate::abi::timer::{
     QEMU_CLOCK_HOST, QEMU_CLOCK_MAX, QEMU_CLOCK_REALTIME, QEMU_CLOCK_VIRTUAL,
     QEMU_CLOCK_VIRTUAL_RT, QEMUClockType, QEMUTimer, QEMUTimerList, QEMUTimerListGroup,
 };

@@ -43,12 +43,12 @@ use crossbeam_utils::CachePadded;
 use io_uring::types::{CancelBuilder, Fd, Timespec};
 use io_uring::{EnterFlags, IoUring, Probe, cqueue, opcode, squeue};
 
+use crate::abi::{CqeHandler, io_uring_cqe, io_uring_sqe};
 use crate::context::Context;
 use crate::fdmon::{
     from_poll_bits, gsource_add_unix_fd, gsource_query_unix_fd, gsource_remove_unix_fd,
     to_poll_bits,
 };
-use crate::ffi::fdmon::{CqeHandler, io_uring_cqe, io_uring_sqe};
 use crate::handlers::{self, AioHandler, AioHandlerList, G_IO_ERR, Registry};
 
 /// SQ entries, as upstream; the CQ gets twice as many (the kernel default).
@@ -720,7 +720,7 @@ impl Uring {
                 (*h).cb
             };
             let Some(cb) = cb else {
-                crate::ffi::misuse(
+                crate::abi::misuse(
                     "aio_add_sqe",
                     "cqe_handler->cb was NULL when the request completed (set it before aio_add_sqe)",
                 );
@@ -761,7 +761,7 @@ impl Uring {
         h: *mut CqeHandler,
     ) {
         if (h as usize) & (std::mem::align_of::<CqeHandler>() - 1) != 0 {
-            crate::ffi::misuse(
+            crate::abi::misuse(
                 "aio_add_sqe",
                 "cqe_handler is not a properly aligned CqeHandler",
             );
@@ -815,7 +815,7 @@ impl Uring {
         }
         gsource_remove_unix_fd(ctx, tag.load(Ordering::Acquire));
         if !cqe_first.get().is_null() {
-            crate::ffi::misuse(
+            crate::abi::misuse(
                 "aio_ctx_finalize",
                 "an aio_add_sqe request completed but its CqeHandler has not run yet \
                  (run aio_poll until every completed request is dispatched before the last \

@@ -8,10 +8,9 @@ use glib_sys::GSource;
 
 use super::error::{Error, set_error};
 use super::{guard, misuse};
+use crate::abi::{EventNotifier, MemReentrancyGuard, QEMUClockType, QEMUTimer};
 use crate::bh::{BH_IDLE, BH_ONESHOT, BH_SCHEDULED, Bh};
 use crate::context::{self, Context};
-use crate::event_notifier::EventNotifier;
-use crate::ffi::timer::{QEMUClockType, QEMUTimer};
 use crate::handlers;
 use crate::{bh, poll, timer};
 
@@ -27,13 +26,6 @@ pub struct AioContext {
 /// context's loop.
 pub struct QEMUBH {
     _opaque: [u8; 0],
-}
-
-/// Re-entrancy guard of a device's MMIO/PIO dispatch; a BH created with
-/// `aio_bh_new_guarded` sets `engaged_in_io` while its callback runs.
-#[repr(C)]
-pub struct MemReentrancyGuard {
-    pub engaged_in_io: bool,
 }
 
 /// Turns a C context pointer into the context, aborting on NULL.

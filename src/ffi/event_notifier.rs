@@ -3,7 +3,7 @@
 use libc::c_int;
 
 use super::guard;
-use crate::event_notifier::EventNotifier;
+use crate::abi::EventNotifier;
 
 /// Initialises `e` with a fresh eventfd (a non-blocking pipe where eventfd is
 /// unavailable); if `active` is non-zero the notifier starts signalled.

@@ -34,11 +34,6 @@ pub(crate) fn guard<R>(func: &'static str, body: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Aborts the process because the caller broke an API rule that QEMU enforces
-/// with an assertion. The message names the function and the rule.
-#[cold]
-#[inline(never)]
-pub fn misuse(func: &str, rule: &str) -> ! {
-    let _ = writeln!(std::io::stderr(), "qaio: {func}: {rule}");
-    std::process::abort()
-}
+/// Reports a broken API rule and aborts; defined in the bottom layer so the
+/// core can use it too.
+pub use crate::abi::misuse;

@@ -18,7 +18,7 @@ use std::sync::atomic::{
 };
 
 use crossbeam_utils::CachePadded;
-use glib_sys::GSource;
+use glib_sys::{GSource, GSourceFuncs};
 
 use crate::bh::{self, Bh, SliceQueue};
 use crate::event_notifier::EventNotifier;
@@ -212,8 +212,10 @@ unsafe fn timer_notify(opaque: *mut c_void) {
     unsafe { &*(opaque as *const Context) }.notify();
 }
 
-/// Creates a context (`aio_context_new`): refcount 1.
-pub fn new() -> Result<*mut GSource, String> {
+/// Creates a context (`aio_context_new`): refcount 1. `funcs` are the glib
+/// callbacks of its GSource (the C layer's `aio_ctx_*` shims); glib's last
+/// unref calls their `finalize`, which must call [`finalize`].
+pub fn new(funcs: &'static GSourceFuncs) -> Result<*mut GSource, String> {
     let forced = Kind::from_env()?;
     let mut notifier = EventNotifier::uninit();
     notifier
@@ -227,10 +229,10 @@ pub fn new() -> Result<*mut GSource, String> {
         }
     };
     // SAFETY: glib allocates a zeroed object of the given size whose first
-    // member is the GSource; AIO_SOURCE_FUNCS is never written by glib.
+    // member is the GSource; glib never writes to `funcs`.
     let src = unsafe {
         glib_sys::g_source_new(
-            ptr::addr_of!(crate::gsource::AIO_SOURCE_FUNCS) as *mut _,
+            ptr::from_ref(funcs).cast_mut(),
             std::mem::size_of::<ContextObj>() as u32,
         )
     };

@@ -52,12 +52,14 @@ fn bh_ptr(func: &str, bh: *mut QEMUBH) -> *mut Bh {
 /// start, an unknown QAIO_FDMON value) returns NULL and sets `errp`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aio_context_new(errp: *mut *mut Error) -> *mut AioContext {
-    guard("aio_context_new", || match context::new() {
-        Ok(src) => src as *mut AioContext,
-        Err(msg) => {
-            // SAFETY: errp follows the Error ** convention.
-            unsafe { set_error("aio_context_new", errp, msg) };
-            ptr::null_mut()
+    guard("aio_context_new", || {
+        match context::new(&super::gsource::AIO_SOURCE_FUNCS) {
+            Ok(src) => src as *mut AioContext,
+            Err(msg) => {
+                // SAFETY: errp follows the Error ** convention.
+                unsafe { set_error("aio_context_new", errp, msg) };
+                ptr::null_mut()
+            }
         }
     })
 }

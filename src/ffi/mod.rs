@@ -13,6 +13,7 @@ pub mod aio;
 pub mod error;
 pub mod event_notifier;
 pub mod fdmon;
+pub mod gsource;
 pub mod timer;
 
 use std::io::Write;

@@ -1,0 +1,306 @@
+//! Watching handler fds on the ring: one one-shot `POLL_ADD` per handler,
+//! re-armed after each completion; the atomic submit list through which any
+//! thread queues a handler change; and deferred deletion once the kernel has
+//! let go of a removed handler. Corresponds to the fd-monitoring half of
+//! util/fdmon-io_uring.c (`fdmon_io_uring_update`, `fill_sq_ring`,
+//! `add_poll_add_sqe`, `process_cqe` for handlers).
+
+use std::cell::Cell;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+use io_uring::opcode;
+use io_uring::squeue;
+use io_uring::types::Fd;
+
+use super::{TAG_POLL, Uring};
+use crate::context::Context;
+use crate::fdmon::{from_poll_bits, to_poll_bits};
+use crate::handlers::{self, AioHandler, AioHandlerList, G_IO_ERR};
+
+/// `UringNode::flags`: the node is on `submit_list`.
+const PENDING: u32 = 1;
+/// A `POLL_ADD` must be armed for the node.
+const ADD: u32 = 2;
+/// The node was removed: cancel its `POLL_ADD`, and hand it over for
+/// freeing once none is in flight. Never cleared.
+const REMOVE: u32 = 4;
+
+/// Per-handler io_uring state (QEMU's `node_submitted`, `flags` and
+/// `internal_cqe_handler`).
+pub struct UringNode {
+    /// PENDING | ADD | REMOVE: set by any thread (`enqueue`), cleared by the
+    /// home thread (`fill_sq`).
+    pub(super) flags: AtomicU32,
+    /// Link on `Uring::submit_list`, meaningful while PENDING is set.
+    pub(super) next: AtomicPtr<AioHandler>,
+    /// A `POLL_ADD` of this node is in flight. Home thread only.
+    pub(super) armed: Cell<bool>,
+    /// Not re-armed because it is busy-polled (poll mode is on and it has
+    /// io_poll): re-armed when poll mode ends. Home thread only.
+    pub(super) parked: Cell<bool>,
+}
+
+impl Default for UringNode {
+    fn default() -> Self {
+        UringNode {
+            flags: AtomicU32::new(0),
+            next: AtomicPtr::new(ptr::null_mut()),
+            armed: Cell::new(false),
+            parked: Cell::new(false),
+        }
+    }
+}
+
+impl Uring {
+    /// A handler was added (`old` None), removed (`new` None) or replaced.
+    /// Any thread, with the registry lock held: only queues the change.
+    pub fn update(&self, old: Option<*mut AioHandler>, new: Option<*mut AioHandler>) {
+        if let Some(n) = new {
+            self.enqueue(n, ADD);
+        }
+        if let Some(o) = old {
+            // SAFETY: alive while the registry lock is held.
+            let h = unsafe { &*o };
+            debug_assert!(!h.is_deleted(), "io_uring: handler removed twice");
+            // Deleted from now on for everyone, but freed only once the kernel
+            // has let go of it: set_fd_handler sees the mark and leaves the
+            // node to us.
+            h.mark_deleted();
+            self.enqueue(o, REMOVE);
+        }
+    }
+
+    /// Flags `node` and puts it on `submit_list` unless already there.
+    fn enqueue(&self, node: *mut AioHandler, flag: u32) {
+        // SAFETY: the node is alive: callers hold the registry lock, or run
+        // in the home thread where a node with work queued is never freed.
+        let u = unsafe { &(*node).uring };
+        // AcqRel pairs with the fetch_and in fill_sq: whoever sets PENDING
+        // first pushes, exactly once.
+        let old = u.flags.fetch_or(PENDING | flag, Ordering::AcqRel);
+        if old & PENDING != 0 {
+            return;
+        }
+        let mut head = self.submit_list.load(Ordering::Relaxed);
+        loop {
+            u.next.store(head, Ordering::Relaxed);
+            // Release: the node (and `next`) is visible to the home thread's
+            // Acquire swap in fill_sq.
+            match self.submit_list.compare_exchange_weak(
+                head,
+                node,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Turns `submit_list` into SQEs (QEMU's `fill_sq_ring`). Home thread.
+    pub(super) fn fill_sq(&self, ctx: &Context) {
+        let mut node = self.submit_list.swap(ptr::null_mut(), Ordering::Acquire);
+        while !node.is_null() {
+            // SAFETY: queued nodes are not freed before they leave the list
+            // (below); the home thread is the only one taking them off.
+            let n = unsafe { &*node };
+            // Read the link before clearing PENDING: from then on another
+            // thread may queue the node again and overwrite it.
+            let next = n.uring.next.load(Ordering::Relaxed);
+            let old = n.uring.flags.fetch_and(!(PENDING | ADD), Ordering::AcqRel);
+            if old & REMOVE != 0 {
+                if n.uring.armed.get() {
+                    // Its completion (-ECANCELED, or an event that raced with
+                    // us) lets poll_completed hand it over.
+                    let target = node as u64 | TAG_POLL;
+                    let mut e = opcode::PollRemove::new(target).build().user_data(0);
+                    if self.skip_cqe {
+                        e = e.flags(squeue::Flags::SKIP_SUCCESS);
+                    }
+                    self.push_sqe(&e);
+                } else {
+                    // Nothing in flight (never armed, or its POLL_ADD already
+                    // completed): the kernel does not know it any more.
+                    park(ctx, node);
+                }
+            } else if old & ADD != 0 {
+                self.arm(node);
+            }
+            node = next;
+        }
+    }
+
+    /// Queues a one-shot `POLL_ADD` for `node`. Home thread.
+    fn arm(&self, node: *mut AioHandler) {
+        // SAFETY: the caller holds a queued (hence alive) node.
+        let n = unsafe { &*node };
+        let events = n.events();
+        // A handler without events (userspace polling only) is not watched,
+        // as on poll(2); a dead fd is not watched again.
+        if n.uring.armed.get() || events == 0 || n.invalid.load(Ordering::Relaxed) {
+            return;
+        }
+        let e = opcode::PollAdd::new(Fd(n.fd()), to_poll_bits(events))
+            .build()
+            .user_data(node as u64 | TAG_POLL);
+        self.push_sqe(&e);
+        n.uring.armed.set(true);
+    }
+
+    /// A handler's `POLL_ADD` completed with `res` (poll events or -errno).
+    pub(super) fn poll_completed(
+        &self,
+        ctx: &Context,
+        ready: *mut AioHandlerList,
+        node: *mut AioHandler,
+        res: i32,
+    ) -> i32 {
+        // SAFETY: a node is never freed while its POLL_ADD is in flight.
+        let n = unsafe { &*node };
+        n.uring.armed.set(false);
+        // Acquire pairs with the REMOVE set by another thread's update.
+        let flags = n.uring.flags.load(Ordering::Acquire);
+        if flags & REMOVE != 0 {
+            // Removed, and the kernel is done with it. If it is still
+            // queued, fill_sq hands it over when it takes it off the list.
+            if flags & PENDING == 0 {
+                park(ctx, node);
+            }
+            return 0;
+        }
+        if res == -libc::ECANCELED {
+            // Not cancelled by us: the kernel drops a thread's requests when
+            // that thread exits (a context can outlive the thread that last
+            // ran it). Watch the fd again, from this thread.
+            self.enqueue(node, ADD);
+            return 0;
+        }
+        let revents = match classify(res) {
+            PollResult::Events(ev) => {
+                // One-shot: watch it again before anyone looks at the fd, so a
+                // readiness that persists is seen again (level-triggered) --
+                // unless userspace polling watches it: then it is re-armed
+                // when poll mode ends, before any sleep (as poll/epoll do not
+                // watch polled fds while polling either).
+                if ctx.poll_started.get() && n.on_poll_list() && n.io_poll.is_some() {
+                    n.uring.parked.set(true);
+                } else {
+                    self.enqueue(node, ADD);
+                }
+                ev
+            }
+            PollResult::Transient => {
+                self.enqueue(node, ADD);
+                G_IO_ERR
+            }
+            PollResult::Dead => {
+                // The fd was closed behind our back (or cannot be polled):
+                // report an error once, and never arm it again, so a dead
+                // fd can neither spin the loop nor produce garbage events.
+                n.invalid.store(true, Ordering::Relaxed);
+                G_IO_ERR
+            }
+        };
+        // SAFETY: home thread inside a visit (or the stash); node alive.
+        unsafe { handlers::add_ready(ready, node, revents) };
+        1
+    }
+
+    /// Moves handlers off the stash onto `ready`.
+    pub(super) fn unstash(&self, ready: *mut AioHandlerList) -> i32 {
+        let mut n = 0;
+        // SAFETY: home thread; stashed nodes are alive (they are not
+        // handed over for freeing while ready, see poll_completed).
+        while let Some(node) = unsafe { handlers::pop_ready(self.stash.get()) } {
+            // SAFETY: as above.
+            unsafe { handlers::add_ready(ready, node, (*node).revents()) };
+            n += 1;
+        }
+        n
+    }
+
+    /// Re-arms a handler that was parked while busy-polled.
+    pub fn unpark(&self, node: *mut AioHandler) {
+        // SAFETY: home thread; node alive during the visit.
+        let n = unsafe { &*node };
+        // A deleted handler is never armed again (its removal is already
+        // under way).
+        if n.uring.parked.replace(false) && !n.is_deleted() {
+            self.enqueue(node, ADD);
+        }
+    }
+}
+
+/// Hands a removed node whose `POLL_ADD` is no longer in flight to the
+/// registry: the outermost loop iteration frees it.
+fn park(ctx: &Context, node: *mut AioHandler) {
+    let mut reg = ctx.handlers.lock();
+    reg.defer_free(node);
+    ctx.deleted_pending.store(true, Ordering::Release);
+}
+
+/// What a handler's `POLL_ADD` result means (-ECANCELED is handled by the
+/// caller).
+#[derive(Debug, PartialEq, Eq)]
+enum PollResult {
+    /// Poll events, as G_IO_* bits.
+    Events(u16),
+    /// A failure worth retrying (memory pressure): report an error, re-arm.
+    Transient,
+    /// The fd cannot be watched (closed: -EBADF; or -EINVAL and the like):
+    /// report an error once and stop watching it.
+    Dead,
+}
+
+fn classify(res: i32) -> PollResult {
+    if res >= 0 {
+        if res as u32 & libc::POLLNVAL as u32 != 0 {
+            return PollResult::Dead;
+        }
+        return PollResult::Events(from_poll_bits(res as u32));
+    }
+    match -res {
+        libc::ENOMEM | libc::EAGAIN | libc::EINTR | libc::EBUSY => PollResult::Transient,
+        _ => PollResult::Dead,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::{G_IO_ERR, G_IO_HUP, G_IO_IN, G_IO_OUT};
+
+    #[test]
+    fn event_mapping_round_trips() {
+        for ev in [
+            G_IO_IN,
+            G_IO_OUT,
+            G_IO_HUP,
+            G_IO_ERR,
+            G_IO_IN | G_IO_OUT | G_IO_HUP | G_IO_ERR,
+        ] {
+            assert_eq!(from_poll_bits(to_poll_bits(ev)), ev);
+        }
+        assert_eq!(
+            to_poll_bits(G_IO_IN | G_IO_OUT),
+            (libc::POLLIN | libc::POLLOUT) as u32
+        );
+        // POLLPRI and POLLRDNORM are not G_IO_* events a handler asks for.
+        assert_eq!(
+            from_poll_bits((libc::POLLIN | libc::POLLPRI | libc::POLLRDNORM) as u32),
+            G_IO_IN
+        );
+    }
+
+    #[test]
+    fn negative_results_are_errors() {
+        assert_eq!(classify(libc::POLLIN as i32), PollResult::Events(G_IO_IN));
+        assert_eq!(classify(0), PollResult::Events(0));
+        assert_eq!(classify(-libc::EBADF), PollResult::Dead);
+        assert_eq!(classify(-libc::EINVAL), PollResult::Dead);
+        assert_eq!(classify(libc::POLLNVAL as i32), PollResult::Dead);
+        assert_eq!(classify(-libc::ENOMEM), PollResult::Transient);
+    }
+}

@@ -1,0 +1,123 @@
+//! User requests on a context's ring (`aio_add_sqe`): filling an SQE from
+//! C, queueing the completed `CqeHandler`s and running their callbacks.
+//! Corresponds to `fdmon_io_uring_add_sqe` and `fdmon_io_uring_dispatch` in
+//! util/fdmon-io_uring.c.
+
+use std::ffi::c_void;
+use std::ptr;
+
+use io_uring::{opcode, squeue};
+
+use super::Uring;
+use crate::abi::{CqeHandler, io_uring_cqe, io_uring_sqe};
+use crate::context::Context;
+
+// `aio_add_sqe` lets C fill the crate's SQE type in place through our
+// mirror of the kernel struct: `squeue::Entry` is a repr(C) wrapper of
+// `io_uring_sqe` (a private field, hence these checks).
+const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
+const _: () = assert!(std::mem::align_of::<squeue::Entry>() == 8);
+const _: () = assert!(std::mem::size_of::<io_uring_sqe>() == 64);
+const _: () = assert!(std::mem::align_of::<io_uring_sqe>() == 8);
+// The tag bit of a handler's POLL_ADD must be free in a CqeHandler's address.
+const _: () = assert!(std::mem::align_of::<CqeHandler>() >= 8);
+
+impl Uring {
+    /// Adds a user request: `prep` fills a zeroed SQE, then `user_data`
+    /// is set to the handler. Home thread. The SQE is submitted at the next
+    /// wait (or glib prepare), or at once if the SQ is full.
+    pub fn add_sqe(
+        &self,
+        prep: unsafe extern "C" fn(*mut io_uring_sqe, *mut c_void),
+        opaque: *mut c_void,
+        h: *mut CqeHandler,
+    ) {
+        if (h as usize) & (std::mem::align_of::<CqeHandler>() - 1) != 0 {
+            crate::abi::misuse(
+                "aio_add_sqe",
+                "cqe_handler is not a properly aligned CqeHandler",
+            );
+        }
+        let mut e = opcode::Nop::new().build();
+        let sqe = &mut e as *mut squeue::Entry as *mut io_uring_sqe;
+        // SAFETY: `e` is a repr(C) io_uring_sqe of the same size and
+        // alignment as our mirror (asserted above); the C callback fills it
+        // in place and does not keep the pointer.
+        unsafe {
+            ptr::write_bytes(sqe, 0, 1);
+            prep(sqe, opaque);
+        }
+        e.set_user_data(h as u64);
+        self.push_sqe(&e);
+    }
+
+    /// A user request completed: its CQE is copied into the handler, which
+    /// joins the queue that [`Uring::dispatch`] runs. Home thread.
+    pub(super) fn queue_completion(&self, h: *mut CqeHandler, res: i32, flags: u32) {
+        let user_data = h as u64;
+        // SAFETY: the user keeps a CqeHandler valid until its callback ran;
+        // its completion arrives once, so it is on no queue yet.
+        unsafe {
+            (*h).cqe = io_uring_cqe {
+                user_data,
+                res,
+                flags,
+            };
+            (*h).next.sqe_next = ptr::null_mut();
+            let last = self.cqe_last.get();
+            if last.is_null() {
+                self.cqe_first.set(h);
+            } else {
+                (*last).next.sqe_next = h;
+            }
+        }
+        self.cqe_last.set(h);
+    }
+
+    /// Runs the callbacks of completed user requests, oldest first
+    /// (QEMU's `fdmon_io_uring_dispatch`). Each is unlinked before its
+    /// callback runs, so a nested loop inside a callback continues with the
+    /// next one and none runs twice. Home thread, inside a visit.
+    pub fn dispatch(&self, _ctx: &Context) -> bool {
+        let mut progress = false;
+        loop {
+            let h = self.cqe_first.get();
+            if h.is_null() {
+                break;
+            }
+            // SAFETY: queued handlers are valid until their callback ran
+            // (the aio_add_sqe contract).
+            let cb = unsafe {
+                let next = (*h).next.sqe_next;
+                self.cqe_first.set(next);
+                if next.is_null() {
+                    self.cqe_last.set(ptr::null_mut());
+                }
+                (*h).next.sqe_next = ptr::null_mut();
+                (*h).cb
+            };
+            let Some(cb) = cb else {
+                crate::abi::misuse(
+                    "aio_add_sqe",
+                    "cqe_handler->cb was NULL when the request completed (set it before aio_add_sqe)",
+                );
+            };
+            // SAFETY: the user's callback with its own handler.
+            unsafe { cb(h) };
+            progress = true;
+        }
+        progress
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::TAG_POLL;
+    use super::*;
+
+    #[test]
+    fn tag_bit_is_free_in_handler_addresses() {
+        let b = Box::new(std::mem::MaybeUninit::<CqeHandler>::uninit());
+        assert_eq!(&*b as *const _ as u64 & TAG_POLL, 0);
+    }
+}

@@ -2,18 +2,31 @@
 //! util/fdmon-*.c, util/qemu-timer.c) rewritten in Rust and exported with
 //! QEMU's C API (`qemu/aio.h`, `qemu/timer.h`, `qemu/event_notifier.h`).
 //!
-//! Module map:
-//! - [`context`]: the AioContext object, its lifecycle and reference counting.
-//! - [`bh`]: bottom halves and the slice-based `aio_bh_poll`.
-//! - [`notify`]: `aio_notify` and the `notify_me`/`notified` wake-up protocol.
-//! - [`event_notifier`]: eventfd-backed `EventNotifier`.
-//! - [`lockcnt`]: the `QemuLockCnt` visitor counter guarding handler lifetime.
-//! - [`handlers`]: the AioHandler registry, ready lists and deferred deletion.
-//! - [`poll`]: `aio_poll` and adaptive userspace polling.
-//! - [`timer`]: clocks, timer lists and deadlines.
-//! - [`gsource`]: the GSource that lets glib drive a context.
-//! - [`fdmon`]: the fd monitors (poll(2), epoll(7), io_uring(7)).
-//! - [`ffi`]: the C ABI; the only place with `extern "C"` functions.
+//! Module map, top to bottom. A module uses only modules of its own layer or
+//! below; nothing outside [`ffi`] imports from it.
+//!
+//! 1. [`ffi`]: the C ABI, the only place with exported `extern "C"`
+//!    functions (and glib's `GSourceFuncs`): thin shims that check pointers,
+//!    guard against panics and call the core.
+//! 2. The core:
+//!    - [`context`]: the AioContext object, its lifecycle and reference counting.
+//!    - [`poll`]: `aio_poll` and adaptive userspace polling.
+//!    - [`bh`]: bottom halves and the slice-based `aio_bh_poll`.
+//!    - [`handlers`]: the AioHandler registry, ready lists and deferred deletion.
+//!    - [`timer`]: clocks, timer lists and deadlines.
+//!    - [`gsource`]: what glib's callbacks do when glib drives a context.
+//!    - [`notify`]: `aio_notify` and the `notify_me`/`notified` wake-up protocol.
+//! 3. [`fdmon`]: the fd monitors (poll(2), epoll(7), io_uring(7)), called
+//!    by the core. Of the core they use only what they operate on, the
+//!    [`context::Context`] and the [`handlers`] registry and nodes (as
+//!    util/fdmon-*.c include aio-posix.h): the one place where two layers
+//!    still refer to each other.
+//! 4. Building blocks used by the layers above: [`event_notifier`] (the
+//!    eventfd behind `EventNotifier`) and [`lockcnt`] (the `QemuLockCnt`
+//!    visitor counter guarding handler lifetime).
+//! 5. [`abi`] (the C-layout types shared by the core and the C ABI, and the
+//!    abort-with-message helper `misuse`) and [`sys`] (syscall helpers):
+//!    they import nothing from the crate.
 
 pub mod abi;
 pub mod bh;
@@ -44,6 +57,63 @@ mod header_sync {
                 want == have,
                 "include/{header} is stale: refresh it with `QAIO_BLESS_HEADERS=1 cargo build`"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod layering {
+    use std::path::{Path, PathBuf};
+
+    /// Every `.rs` file under `dir`, recursively.
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The code lines of `path` (comments dropped) that mention `needle`.
+    fn uses(path: &Path, needle: &str) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or(""))
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The module map's rules: only `ffi` uses `ffi`, and the bottom layer
+    /// (`abi`, `sys`) uses nothing of the crate.
+    #[test]
+    fn layers_import_only_downwards() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        for file in files {
+            let rel = file.strip_prefix(&src).unwrap();
+            // lib.rs declares the modules (and holds this test).
+            if !rel.starts_with("ffi") && rel != Path::new("lib.rs") {
+                let bad = uses(&file, "crate::ffi");
+                assert!(
+                    bad.is_empty(),
+                    "src/{} imports from ffi: {bad:?}",
+                    rel.display()
+                );
+            }
+            if rel.starts_with("abi") || rel == Path::new("sys.rs") {
+                let bad = uses(&file, "crate::");
+                assert!(
+                    bad.is_empty(),
+                    "src/{} is in the bottom layer but uses {bad:?}",
+                    rel.display()
+                );
+            }
         }
     }
 }

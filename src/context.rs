@@ -10,7 +10,7 @@
 //! keeps cross-thread fields on separate cache lines (128-byte aligned).
 
 use std::cell::{Cell, UnsafeCell};
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ptr;
 use std::sync::atomic::{
@@ -20,17 +20,24 @@ use std::sync::atomic::{
 use crossbeam_utils::CachePadded;
 use glib_sys::{GSource, GSourceFuncs};
 
+use crate::abi::AioContext;
 use crate::bh::{self, Bh, SliceQueue};
+use crate::coroutine::{self, CoSchedule};
 use crate::event_notifier::EventNotifier;
 use crate::fdmon::{Kind, Monitor};
 use crate::handlers::{self, AioHandlerList, Registry};
+use crate::hooks;
 use crate::lockcnt::LockCnt;
 use crate::timer::TimerListGroup;
 
-/// The allocation glib makes for a context: the GSource first, then ours.
+/// QEMU's default upper bound of a context's thread pool.
+pub const THREAD_POOL_MAX_THREADS_DEFAULT: c_int = 64;
+
+/// The allocation glib makes for a context: the C view (its GSource and the
+/// public fields) first, then ours.
 #[repr(C)]
 pub struct ContextObj {
-    source: GSource,
+    public: AioContext,
     /// NULL until the context is fully built; finalize does nothing before.
     ctx: *mut Context,
 }
@@ -55,10 +62,15 @@ pub struct Context {
     pub(crate) poll_max_ns: AtomicI64,
     pub(crate) poll_grow: AtomicI64,
     pub(crate) poll_shrink: AtomicI64,
-    pub(crate) aio_max_batch: AtomicI64,
     /// Dropped by hand in finalize, before the notifier it pokes is closed.
     pub(crate) tlg: ManuallyDrop<TimerListGroup>,
     pub(crate) monitor: Monitor,
+    /// Coroutines scheduled with `aio_co_schedule` and the BH entering them.
+    pub(crate) co_schedule: CoSchedule,
+    /// The program's thread pool (`aio_get_thread_pool`) and Linux AIO
+    /// state (`aio_setup_linux_aio`), created on first use.
+    pub(crate) thread_pool: AtomicPtr<c_void>,
+    pub(crate) linux_aio: AtomicPtr<c_void>,
     /// The thread that runs this context's loop (0 = not bound yet).
     home: AtomicU64,
     /// Depth of `aio_poll` calls running now (nesting included).
@@ -133,6 +145,10 @@ impl Context {
         {
             return;
         }
+        // QEMU's rule: the BQL holder may run the main context's loop.
+        if ptr::eq(main_context_if_bql_held(), self.gsource()) {
+            return;
+        }
         // A thread that made this context current takes it over, provided
         // nobody is inside aio_poll on it.
         if ptr::eq(current_raw(), self.gsource()) && self.poll_depth.load(Ordering::Acquire) == 0 {
@@ -169,8 +185,15 @@ impl Context {
         self.notify();
     }
 
+    /// The fields C code reads directly.
+    pub fn public(&self) -> *mut AioContext {
+        self.source.cast()
+    }
+
     pub fn set_aio_params(&self, max_batch: i64) {
-        self.aio_max_batch.store(max_batch, Ordering::Relaxed);
+        // SAFETY: the public head lives as long as the context; QEMU's code
+        // reads it plainly in the home thread, as QEMU itself writes it.
+        unsafe { (*self.public()).aio_max_batch = max_batch };
         self.notify();
     }
 }
@@ -182,6 +205,29 @@ thread_local! {
 /// The calling thread's current context (as its GSource), or NULL.
 pub fn current_raw() -> *mut GSource {
     CURRENT.with(|c| c.get())
+}
+
+/// The main loop's context of a program with a big lock (QEMU's BQL), if
+/// the calling thread holds that lock: such a thread may treat the main
+/// context as its own, as in QEMU. NULL in a program without the hooks.
+fn main_context_if_bql_held() -> *mut GSource {
+    match (hooks::bql_locked(), hooks::qemu_get_aio_context()) {
+        // SAFETY: the program's own functions, callable from any thread.
+        (Some(locked), Some(main)) if unsafe { locked() } => unsafe { main() }.cast(),
+        _ => ptr::null_mut(),
+    }
+}
+
+/// `qemu_get_current_aio_context`: the calling thread's current context;
+/// else the main loop's context if the thread holds the program's big lock;
+/// else NULL.
+pub fn current_for_program() -> *mut GSource {
+    let cur = current_raw();
+    if cur.is_null() {
+        main_context_if_bql_held()
+    } else {
+        cur
+    }
 }
 
 /// Makes `ctx` (a context's GSource, or NULL to clear) the calling thread's
@@ -253,7 +299,9 @@ pub fn new(funcs: &'static GSourceFuncs) -> Result<*mut GSource, String> {
             poll_max_ns: AtomicI64::new(0),
             poll_grow: AtomicI64::new(0),
             poll_shrink: AtomicI64::new(0),
-            aio_max_batch: AtomicI64::new(0),
+            co_schedule: CoSchedule::new(),
+            thread_pool: AtomicPtr::new(ptr::null_mut()),
+            linux_aio: AtomicPtr::new(ptr::null_mut()),
             tlg: ManuallyDrop::new(TimerListGroup::new(timer_notify, state as *mut c_void)),
             monitor,
             home: AtomicU64::new(0),
@@ -278,8 +326,17 @@ pub fn new(funcs: &'static GSourceFuncs) -> Result<*mut GSource, String> {
         Some(notifier_poll_ready),
         ptr::addr_of!(ctx.notifier) as *mut c_void,
     );
-    // SAFETY: obj is ours until returned.
-    unsafe { (*obj).ctx = state };
+    coroutine::init(ctx);
+    // SAFETY: obj is ours until returned; glib zeroed it.
+    unsafe {
+        (*obj).public.thread_pool_max = THREAD_POOL_MAX_THREADS_DEFAULT;
+        (*obj).public.tlg.tl = (*ctx.tlg.as_c_group()).tl;
+        (*obj).ctx = state;
+    }
+    if let Some(register) = hooks::register_aiocontext() {
+        // SAFETY: the program's graph-lock hook, given the finished context.
+        unsafe { register(src.cast()) };
+    }
     Ok(src)
 }
 
@@ -299,6 +356,24 @@ pub unsafe fn finalize(src: *mut GSource) {
     let ctx = unsafe { &mut *state };
     // glib frees the source's poll records itself from here on.
     ctx.finalizing.store(true, Ordering::Release);
+    let pool = ctx.thread_pool.swap(ptr::null_mut(), Ordering::AcqRel);
+    if let (false, Some(free)) = (pool.is_null(), hooks::thread_pool_free_aio()) {
+        // SAFETY: the pool the program's thread_pool_new_aio made for us.
+        unsafe { free(pool) };
+    }
+    if let Some(laio) = ptr::NonNull::new(ctx.linux_aio.swap(ptr::null_mut(), Ordering::AcqRel)) {
+        // SAFETY: the state the program's laio_init made; both hooks exist
+        // since laio_init did.
+        unsafe {
+            if let Some(detach) = hooks::laio_detach_aio_context() {
+                detach(laio.as_ptr(), src.cast());
+            }
+            if let Some(cleanup) = hooks::laio_cleanup() {
+                cleanup(laio.as_ptr());
+            }
+        }
+    }
+    coroutine::finalize(ctx);
     bh::finalize(ctx);
     if ctx.tlg.has_pending_timers() {
         crate::abi::misuse(
@@ -315,6 +390,10 @@ pub unsafe fn finalize(src: *mut GSource) {
     // qemu_clock_enable in another thread may still notify this context.
     // SAFETY: dropped exactly once; nothing uses the lists afterwards.
     unsafe { ManuallyDrop::drop(&mut ctx.tlg) };
+    if let Some(unregister) = hooks::unregister_aiocontext() {
+        // SAFETY: the program's graph-lock hook; the object is still valid.
+        unsafe { unregister(src.cast()) };
+    }
     ctx.notifier.cleanup();
     drop(monitor);
     // SAFETY: the state is freed exactly once, here; glib frees `obj`.

@@ -31,11 +31,13 @@
 pub mod abi;
 pub mod bh;
 pub mod context;
+pub mod coroutine;
 pub mod event_notifier;
 pub mod fdmon;
 pub mod ffi;
 pub mod gsource;
 pub mod handlers;
+pub mod hooks;
 pub mod lockcnt;
 pub mod notify;
 pub mod poll;

@@ -24,6 +24,9 @@ typedef bool AioPollFn(void *opaque);
 typedef void IOHandler(void *opaque);
 typedef void EventNotifierHandler(EventNotifier *);
 
+/* A coroutine of the program's coroutine runtime (QEMU's); see aio_co_schedule. */
+typedef struct Coroutine Coroutine;
+
 /* A registered fd handler (private to the library). */
 typedef struct AioHandler AioHandler;
 /* A list of handlers, as filled by an fd monitor's wait (QEMU's QLIST_HEAD). */
@@ -48,11 +51,23 @@ typedef struct AioHandlerList {
 
 
 /**
+ * QEMU's block-graph lock state of a context (block/graph-lock.c).
+ * Opaque to qaio.
+ */
+typedef struct BdrvGraphRWlock BdrvGraphRWlock;
+
+/**
  * An error report created by the library and owned by the caller, who
  * reads it with `error_get_pretty` and releases it with `error_free` or
  * `error_report_err`.
  */
 typedef struct Error Error;
+
+/**
+ * The program's Linux AIO state of a context (QEMU's block/linux-aio.c).
+ * Opaque to qaio.
+ */
+typedef struct LinuxAioState LinuxAioState;
 
 /**
  * A bottom half: a callback scheduled from any thread and run by its
@@ -61,12 +76,43 @@ typedef struct Error Error;
 typedef struct QEMUBH QEMUBH;
 
 /**
+ * The program's thread pool of a context (QEMU's util/thread-pool.c).
+ * Opaque to qaio.
+ */
+typedef struct ThreadPoolAio ThreadPoolAio;
+
+/**
  * An event loop: fd handlers, bottom halves, timers and a GSource so glib
- * can drive it. Only `source` is public; the library allocates the rest.
- * `(GSource *)ctx` and `&ctx->source` name the context's GSource.
+ * can drive it. `(GSource *)ctx` and `&ctx->source` name the context's
+ * GSource. The library allocates the object (`aio_context_new`); the
+ * fields after `source` are the ones QEMU's own code outside the event loop
+ * reads or writes directly, at their QEMU names; everything else is private.
  */
 typedef struct AioContext {
     GSource source;
+    /**
+     * Owned by QEMU's block-graph lock (`register_aiocontext` sets it);
+     * NULL in a program without one.
+     */
+    struct BdrvGraphRWlock *bdrv_graph;
+    /**
+     * Bounds of the context's thread pool (QEMU's util/thread-pool.c reads
+     * them); set with `aio_context_set_thread_pool_params`.
+     */
+    int thread_pool_min;
+    int thread_pool_max;
+    /**
+     * Maximum number of requests in a batch, 0 = the engine's default
+     * (QEMU's block/linux-aio.c reads it); set with
+     * `aio_context_set_aio_params`.
+     */
+    int64_t aio_max_batch;
+    /**
+     * The context's timer lists, one per clock: pass `&ctx->tlg` to
+     * `timer_init_full`/`timer_new_full` (what `aio_timer_new` does).
+     * Read-only for C.
+     */
+    QEMUTimerListGroup tlg;
 } AioContext;
 
 /**
@@ -242,6 +288,65 @@ void aio_context_set_poll_params(struct AioContext *ctx, int64_t max_ns, int64_t
  * engine's default). Any thread.
  */
 void aio_context_set_aio_params(struct AioContext *ctx, int64_t max_batch);
+
+/**
+ * Sets the bounds of `ctx`'s thread pool (QEMU's iothread and main-loop
+ * `thread-pool-min`/`thread-pool-max` properties) and, if the pool exists,
+ * tells it. Bad values (`min > max`, `max <= 0`, `min < 0`, above INT_MAX)
+ * set `errp` and change nothing. Home thread.
+ */
+void aio_context_set_thread_pool_params(struct AioContext *ctx, int64_t min, int64_t max, struct Error **errp);
+
+/**
+ * The thread pool bound to `ctx` (QEMU's `ThreadPoolAio`), created by the
+ * program's `thread_pool_new_aio` on first call and freed with the context.
+ * Home thread. Aborts in a program without a thread pool.
+ */
+struct ThreadPoolAio *aio_get_thread_pool(struct AioContext *ctx);
+
+/**
+ * Sets up Linux AIO for `ctx` on first call (the program's `laio_init` and
+ * `laio_attach_aio_context`) and returns its state; on failure returns NULL
+ * with `errp` set by `laio_init`. Home thread. Aborts in a program without
+ * Linux AIO.
+ */
+struct LinuxAioState *aio_setup_linux_aio(struct AioContext *ctx, struct Error **errp);
+
+/**
+ * The Linux AIO state of `ctx`; `aio_setup_linux_aio` must have succeeded
+ * before (aborts otherwise, as QEMU asserts). Home thread.
+ */
+struct LinuxAioState *aio_get_linux_aio(struct AioContext *ctx);
+
+/**
+ * Enters `co` from `ctx`'s loop, soon: the coroutine joins the context's
+ * list of scheduled coroutines, which a BH enters in scheduling order. Any
+ * thread. Scheduling a coroutine that is already scheduled aborts with
+ * "Co-routine was already scheduled in '<function>'". Needs the program's
+ * coroutine runtime (QEMU's `qemu_aio_coroutine_enter`); aborts without it.
+ */
+void aio_co_schedule(struct AioContext *ctx, Coroutine *co);
+
+/**
+ * Moves the calling coroutine to `new_ctx`: it yields, and continues in
+ * `new_ctx`'s thread. Nothing happens if `new_ctx` is already the current
+ * context. Only inside a coroutine (`coroutine_fn`).
+ */
+void aio_co_reschedule_self(struct AioContext *new_ctx);
+
+/**
+ * Restarts `co`, which yielded, in the AioContext it last ran in (see
+ * `aio_co_enter`). Any thread.
+ */
+void aio_co_wake(Coroutine *co);
+
+/**
+ * Runs `co` in `ctx`: scheduled there (`aio_co_schedule`) when `ctx` is not
+ * the calling thread's current context; queued to run when the calling
+ * coroutine yields or ends, when called from a coroutine; entered at once
+ * otherwise. Any thread.
+ */
+void aio_co_enter(struct AioContext *ctx, Coroutine *co);
 
 /**
  * qaio extension: the fd monitor `ctx` uses right now, "poll", "epoll" or

@@ -8,13 +8,15 @@
 //! one header. Nothing here imports from the rest of the crate.
 
 pub mod aio;
+pub mod coroutine;
 pub mod event_notifier;
 pub mod fdmon;
 pub mod timer;
 
 use std::io::Write;
 
-pub use aio::MemReentrancyGuard;
+pub use aio::{AioContext, BdrvGraphRWlock, LinuxAioState, MemReentrancyGuard, ThreadPoolAio};
+pub use coroutine::Coroutine;
 pub use event_notifier::EventNotifier;
 pub use fdmon::{CqeHandler, CqeHandlerLink, io_uring_cqe, io_uring_sqe};
 pub use timer::{

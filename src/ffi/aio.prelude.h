@@ -9,6 +9,9 @@ typedef bool AioPollFn(void *opaque);
 typedef void IOHandler(void *opaque);
 typedef void EventNotifierHandler(EventNotifier *);
 
+/* A coroutine of the program's coroutine runtime (QEMU's); see aio_co_schedule. */
+typedef struct Coroutine Coroutine;
+
 /* A registered fd handler (private to the library). */
 typedef struct AioHandler AioHandler;
 /* A list of handlers, as filled by an fd monitor's wait (QEMU's QLIST_HEAD). */

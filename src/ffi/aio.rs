@@ -8,19 +8,15 @@ use glib_sys::GSource;
 
 use super::error::{Error, set_error};
 use super::{guard, misuse};
-use crate::abi::{EventNotifier, MemReentrancyGuard, QEMUClockType, QEMUTimer};
+use crate::abi::{
+    AioContext, Coroutine, EventNotifier, LinuxAioState, MemReentrancyGuard, QEMUClockType,
+    QEMUTimer, ThreadPoolAio,
+};
 use crate::bh::{BH_IDLE, BH_ONESHOT, BH_SCHEDULED, Bh};
 use crate::context::{self, Context};
 use crate::handlers;
-use crate::{bh, poll, timer};
-
-/// An event loop: fd handlers, bottom halves, timers and a GSource so glib
-/// can drive it. Only `source` is public; the library allocates the rest.
-/// `(GSource *)ctx` and `&ctx->source` name the context's GSource.
-#[repr(C)]
-pub struct AioContext {
-    pub source: GSource,
-}
+use crate::{bh, coroutine, hooks, poll, timer};
+use std::sync::atomic::Ordering;
 
 /// A bottom half: a callback scheduled from any thread and run by its
 /// context's loop.
@@ -103,7 +99,7 @@ pub unsafe extern "C" fn aio_get_g_source(ctx: *mut AioContext) -> *mut GSource 
 #[unsafe(no_mangle)]
 pub extern "C" fn qemu_get_current_aio_context() -> *mut AioContext {
     guard("qemu_get_current_aio_context", || {
-        context::current_raw() as *mut AioContext
+        context::current_for_program() as *mut AioContext
     })
 }
 
@@ -153,6 +149,179 @@ pub unsafe extern "C" fn aio_context_set_aio_params(ctx: *mut AioContext, max_ba
     guard("aio_context_set_aio_params", || {
         ctx_ref("aio_context_set_aio_params", ctx).set_aio_params(max_batch)
     })
+}
+
+/// Sets the bounds of `ctx`'s thread pool (QEMU's iothread and main-loop
+/// `thread-pool-min`/`thread-pool-max` properties) and, if the pool exists,
+/// tells it. Bad values (`min > max`, `max <= 0`, `min < 0`, above INT_MAX)
+/// set `errp` and change nothing. Home thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aio_context_set_thread_pool_params(
+    ctx: *mut AioContext,
+    min: i64,
+    max: i64,
+    errp: *mut *mut Error,
+) {
+    const FUNC: &str = "aio_context_set_thread_pool_params";
+    guard(FUNC, || {
+        let c = ctx_ref(FUNC, ctx);
+        let int_max = i64::from(c_int::MAX);
+        if min > max || max <= 0 || min < 0 || min > int_max || max > int_max {
+            // SAFETY: errp follows the Error ** convention.
+            unsafe {
+                set_error(
+                    FUNC,
+                    errp,
+                    "bad thread-pool-min/thread-pool-max values".into(),
+                )
+            };
+            return;
+        }
+        // SAFETY: the public head of a live context; checked to fit in int.
+        unsafe {
+            (*ctx).thread_pool_min = min as c_int;
+            (*ctx).thread_pool_max = max as c_int;
+        }
+        let pool = c.thread_pool.load(Ordering::Acquire);
+        if let (false, Some(update)) = (pool.is_null(), hooks::thread_pool_update_params()) {
+            // SAFETY: the program's pool of this context.
+            unsafe { update(pool, ctx.cast()) };
+        }
+    })
+}
+
+/// The thread pool bound to `ctx` (QEMU's `ThreadPoolAio`), created by the
+/// program's `thread_pool_new_aio` on first call and freed with the context.
+/// Home thread. Aborts in a program without a thread pool.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aio_get_thread_pool(ctx: *mut AioContext) -> *mut ThreadPoolAio {
+    const FUNC: &str = "aio_get_thread_pool";
+    guard(FUNC, || {
+        let c = ctx_ref(FUNC, ctx);
+        let pool = c.thread_pool.load(Ordering::Acquire);
+        if !pool.is_null() {
+            return pool.cast();
+        }
+        let new = hooks::thread_pool_new_aio().unwrap_or_else(|| {
+            misuse(
+                FUNC,
+                "no thread pool: the program does not define thread_pool_new_aio \
+                 (link QEMU's util/thread-pool.c)",
+            )
+        });
+        // SAFETY: the program's constructor, given a live context.
+        let pool = unsafe { new(ctx.cast()) };
+        c.thread_pool.store(pool, Ordering::Release);
+        pool.cast()
+    })
+}
+
+/// Sets up Linux AIO for `ctx` on first call (the program's `laio_init` and
+/// `laio_attach_aio_context`) and returns its state; on failure returns NULL
+/// with `errp` set by `laio_init`. Home thread. Aborts in a program without
+/// Linux AIO.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aio_setup_linux_aio(
+    ctx: *mut AioContext,
+    errp: *mut *mut Error,
+) -> *mut LinuxAioState {
+    const FUNC: &str = "aio_setup_linux_aio";
+    guard(FUNC, || {
+        let c = ctx_ref(FUNC, ctx);
+        let cur = c.linux_aio.load(Ordering::Acquire);
+        if !cur.is_null() {
+            return cur.cast();
+        }
+        let (Some(init), Some(attach)) = (hooks::laio_init(), hooks::laio_attach_aio_context())
+        else {
+            misuse(
+                FUNC,
+                "no Linux AIO: the program does not define laio_init and laio_attach_aio_context \
+                 (link QEMU's block/linux-aio.c)",
+            )
+        };
+        // SAFETY: the program's functions, called as QEMU's async.c does.
+        let state = unsafe { init(errp.cast()) };
+        if !state.is_null() {
+            // SAFETY: as above.
+            unsafe { attach(state, ctx.cast()) };
+            c.linux_aio.store(state, Ordering::Release);
+        }
+        state.cast()
+    })
+}
+
+/// The Linux AIO state of `ctx`; `aio_setup_linux_aio` must have succeeded
+/// before (aborts otherwise, as QEMU asserts). Home thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aio_get_linux_aio(ctx: *mut AioContext) -> *mut LinuxAioState {
+    const FUNC: &str = "aio_get_linux_aio";
+    guard(FUNC, || {
+        let state = ctx_ref(FUNC, ctx).linux_aio.load(Ordering::Acquire);
+        if state.is_null() {
+            misuse(
+                FUNC,
+                "Linux AIO is not set up (call aio_setup_linux_aio first)",
+            );
+        }
+        state.cast()
+    })
+}
+
+/// Enters `co` from `ctx`'s loop, soon: the coroutine joins the context's
+/// list of scheduled coroutines, which a BH enters in scheduling order. Any
+/// thread. Scheduling a coroutine that is already scheduled aborts with
+/// "Co-routine was already scheduled in '<function>'". Needs the program's
+/// coroutine runtime (QEMU's `qemu_aio_coroutine_enter`); aborts without it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aio_co_schedule(ctx: *mut AioContext, co: *mut Coroutine) {
+    guard("aio_co_schedule", || {
+        let c = ctx_ref("aio_co_schedule", ctx);
+        // SAFETY: co is a live coroutine that is not running (contract).
+        unsafe { coroutine::schedule(c, co_arg("aio_co_schedule", co)) }
+    })
+}
+
+/// Moves the calling coroutine to `new_ctx`: it yields, and continues in
+/// `new_ctx`'s thread. Nothing happens if `new_ctx` is already the current
+/// context. Only inside a coroutine (`coroutine_fn`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aio_co_reschedule_self(new_ctx: *mut AioContext) {
+    guard("aio_co_reschedule_self", || {
+        ctx_ref("aio_co_reschedule_self", new_ctx);
+        // SAFETY: a live context, called from a coroutine (contract).
+        unsafe { coroutine::reschedule_self(new_ctx.cast()) }
+    })
+}
+
+/// Restarts `co`, which yielded, in the AioContext it last ran in (see
+/// `aio_co_enter`). Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aio_co_wake(co: *mut Coroutine) {
+    guard("aio_co_wake", || {
+        // SAFETY: co is a live coroutine that yielded (contract).
+        unsafe { coroutine::wake(co_arg("aio_co_wake", co)) }
+    })
+}
+
+/// Runs `co` in `ctx`: scheduled there (`aio_co_schedule`) when `ctx` is not
+/// the calling thread's current context; queued to run when the calling
+/// coroutine yields or ends, when called from a coroutine; entered at once
+/// otherwise. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aio_co_enter(ctx: *mut AioContext, co: *mut Coroutine) {
+    guard("aio_co_enter", || {
+        ctx_ref("aio_co_enter", ctx);
+        // SAFETY: live context and coroutine (contract).
+        unsafe { coroutine::enter(ctx.cast(), co_arg("aio_co_enter", co)) }
+    })
+}
+
+fn co_arg(func: &str, co: *mut Coroutine) -> *mut Coroutine {
+    if co.is_null() {
+        misuse(func, "co must not be NULL");
+    }
+    co
 }
 
 /// qaio extension: the fd monitor `ctx` uses right now, "poll", "epoll" or

@@ -32,6 +32,26 @@ pub unsafe fn set_error(func: &str, errp: *mut *mut Error, msg: String) {
     if errp.is_null() {
         return;
     }
+    let msg = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    if let Some(setg) = crate::hooks::error_setg_internal() {
+        // A program with its own Error (QEMU's util/error.c) gets its own
+        // kind of error; its error_abort and error_fatal are the only ones.
+        let func = CString::new(func).unwrap_or_default();
+        // SAFETY: QEMU's constructor, given its own errp and a "%s" format
+        // with one string argument.
+        unsafe {
+            setg(
+                errp.cast(),
+                c"qaio".as_ptr(),
+                0,
+                func.as_ptr(),
+                c"%s".as_ptr(),
+                msg.as_ptr(),
+            )
+        };
+        return;
+    }
+    let msg = msg.to_string_lossy().into_owned();
     if errp == &raw mut error_abort {
         let _ = writeln!(std::io::stderr(), "qaio: {func}: {msg} (error_abort)");
         std::process::abort();
@@ -45,7 +65,7 @@ pub unsafe fn set_error(func: &str, errp: *mut *mut Error, msg: String) {
     if !slot.is_null() {
         super::misuse(func, "errp already holds an error (*errp must be NULL)");
     }
-    let msg = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    let msg = CString::new(msg).unwrap_or_default();
     *slot = Box::into_raw(Box::new(Error { msg }));
 }
 

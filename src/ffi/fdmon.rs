@@ -4,8 +4,9 @@
 
 use std::ffi::{c_int, c_void};
 
-use super::aio::{AioContext, ctx_ref};
+use super::aio::ctx_ref;
 use super::{guard, misuse};
+use crate::abi::AioContext;
 use crate::abi::{CqeHandler, io_uring_sqe};
 use crate::context::Context;
 use crate::fdmon::{Kind, epoll, poll};

@@ -11,6 +11,7 @@
  */
 #include "common.h"
 #include <sys/resource.h>
+#include <unistd.h>
 
 /* A subprocess that is expected to abort should not leave a core file. */
 static void no_core_dumps(void)
@@ -281,6 +282,10 @@ static void unreached_notifier_cb(EventNotifier *e)
     g_assert_not_reached();
 }
 
+/* LeakSanitizer (the sanitizer build): a BH this test leaks on purpose is
+ * not a finding. NULL when the program runs without the sanitizer. */
+void __lsan_ignore_object(const void *p) __attribute__((weak));
+
 /* A deleted BH (never polled), a BH created but never scheduled, a deleted
  * timer, and a handler still registered (and ready, never polled): finalize
  * does not abort and calls nothing. */
@@ -296,7 +301,10 @@ static void test_clean_finalize(void)
         EventNotifier e;
         int runs = 0;
 
-        (void)never;
+        /* Never deleted: leaked, as in QEMU. */
+        if (__lsan_ignore_object) {
+            __lsan_ignore_object(never);
+        }
 
         /* Cancelled and then dropped from the list by a poll: fine too,
          * once deleted. */
@@ -362,6 +370,139 @@ static void test_clean_finalize_self_deleted(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* Misuse QEMU leaves undefined, where qaio is harmless (README,         */
+/* "Reliability")                                                        */
+/* ------------------------------------------------------------------ */
+
+/* qemu_bh_delete twice before the loop freed the BH (scheduled or not, and
+ * from inside its own callback): the second call changes nothing; the BH
+ * never runs again and finalize is quiet. (A delete after an aio_poll freed
+ * the BH is a use after free, as in QEMU.) */
+static void self_delete_twice_cb(void *opaque)
+{
+    QEMUBH **bh = opaque;
+    qemu_bh_delete(*bh);
+    qemu_bh_delete(*bh);
+    *bh = NULL;
+}
+
+static void test_double_bh_delete(void)
+{
+    if (g_test_subprocess()) {
+        AioContext *c = new_private_context();
+        QEMUBH *idle = aio_bh_new_full(c, unreached_cb, NULL, "double-delete-idle", NULL);
+        QEMUBH *sched = aio_bh_new_full(c, unreached_cb, NULL, "double-delete-scheduled", NULL);
+        QEMUBH *self = NULL;
+
+        qemu_bh_delete(idle);
+        qemu_bh_delete(idle);
+        qemu_bh_schedule(sched);
+        qemu_bh_delete(sched);
+        qemu_bh_delete(sched);
+        g_assert_false(aio_poll(c, false));
+
+        self = aio_bh_new(c, self_delete_twice_cb, &self);
+        qemu_bh_schedule(self);
+        g_assert_true(aio_poll(c, false));
+        g_assert_null(self);
+        g_assert_false(aio_poll(c, false));
+
+        /* Deleted twice and never polled afterwards: freed at finalize. */
+        sched = aio_bh_new_full(c, unreached_cb, NULL, "double-delete-at-finalize", NULL);
+        qemu_bh_schedule(sched);
+        qemu_bh_delete(sched);
+        qemu_bh_delete(sched);
+        aio_context_unref(c);
+        g_printerr("done\n");
+        return;
+    }
+    run_in_subprocess();
+    g_test_trap_assert_passed();
+    g_test_trap_assert_stderr("*done*");
+    g_test_trap_assert_stderr_unmatched("*qaio:*");
+}
+
+/* timer_free of an armed timer disarms it first (as QEMU since 2020): it
+ * never fires, and finalize finds no armed timer. */
+static void test_timer_free_armed(void)
+{
+    if (g_test_subprocess()) {
+        AioContext *c = new_private_context();
+        QEMUTimer *due = aio_timer_new(c, QEMU_CLOCK_REALTIME, SCALE_NS, unreached_cb, NULL);
+        QEMUTimer *later = aio_timer_new(c, QEMU_CLOCK_REALTIME, SCALE_MS, unreached_cb, NULL);
+        int64_t deadline;
+
+        timer_mod_ns(due, qemu_clock_get_ns(QEMU_CLOCK_REALTIME));
+        timer_mod(later, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + 1);
+        deadline = qemu_clock_get_ns(QEMU_CLOCK_REALTIME) + 2 * SCALE_MS;
+        timer_free(due);
+        timer_free(later);
+        g_assert_cmpint(aio_compute_timeout(c), ==, -1);
+        while (qemu_clock_get_ns(QEMU_CLOCK_REALTIME) < deadline) {
+            g_assert_false(aio_poll(c, false));
+        }
+        aio_context_unref(c);
+        g_printerr("done\n");
+        return;
+    }
+    run_in_subprocess();
+    g_test_trap_assert_passed();
+    g_test_trap_assert_stderr("*done*");
+    g_test_trap_assert_stderr_unmatched("*qaio:*");
+}
+
+/* The context's GSource was destroyed by glib (its GMainContext went away)
+ * while the caller still holds its reference: the context is on its way to
+ * finalize, and aio_set_fd_handler and aio_poll still work (glib's poll
+ * records are no longer touched). */
+static int destroyed_reads;
+
+static void destroyed_read_cb(void *opaque)
+{
+    int *fds = opaque;
+    char b;
+
+    g_assert_cmpint(read(fds[0], &b, 1), ==, 1);
+    destroyed_reads++;
+}
+
+static void test_fd_handler_destroyed_source(void)
+{
+    if (g_test_subprocess()) {
+        AioContext *c = new_private_context();
+        GMainContext *gctx = g_main_context_new();
+        GSource *src = aio_get_g_source(c);
+        int fds[2];
+
+        g_assert_cmpint(pipe(fds), ==, 0);
+        g_source_attach(src, gctx);
+        g_source_unref(src);
+        g_main_context_unref(gctx);
+        g_assert_true(g_source_is_destroyed(&c->source));
+
+        aio_set_fd_handler(c, fds[0], destroyed_read_cb, NULL, NULL, NULL, fds);
+        g_assert_cmpint(write(fds[1], "x", 1), ==, 1);
+        while (!destroyed_reads) {
+            aio_poll(c, true);
+        }
+        g_assert_cmpint(destroyed_reads, ==, 1);
+        aio_set_fd_handler(c, fds[0], NULL, NULL, NULL, NULL, NULL);
+        g_assert_cmpint(write(fds[1], "x", 1), ==, 1);
+        g_assert_false(aio_poll(c, false));
+        g_assert_cmpint(destroyed_reads, ==, 1);
+        aio_context_unref(c);
+        close(fds[0]);
+        close(fds[1]);
+        g_printerr("done\n");
+        return;
+    }
+    run_in_subprocess();
+    g_test_trap_assert_passed();
+    g_test_trap_assert_stderr("*done*");
+    g_test_trap_assert_stderr_unmatched("*qaio:*");
+}
+
+/* ------------------------------------------------------------------ */
 /* Other asserted rules                                                  */
 /* ------------------------------------------------------------------ */
 
@@ -397,6 +538,10 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/misuse/finalize/clean", test_clean_finalize);
     g_test_add_func("/aio/misuse/finalize/clean-self-deleted", test_clean_finalize_self_deleted);
     g_test_add_func("/aio/misuse/set-current-twice", test_set_current_twice);
+    g_test_add_func("/aio/misuse/undefined/double-bh-delete", test_double_bh_delete);
+    g_test_add_func("/aio/misuse/undefined/timer-free-armed", test_timer_free_armed);
+    g_test_add_func("/aio/misuse/undefined/fd-handler-destroyed-source",
+                    test_fd_handler_destroyed_source);
 
     return g_test_run();
 }

@@ -253,7 +253,8 @@ unsafe extern "C" fn notifier_poll(opaque: *mut c_void) -> bool {
 
 unsafe extern "C" fn notifier_poll_ready(_opaque: *mut c_void) {}
 
-unsafe fn timer_notify(opaque: *mut c_void) {
+/// The notify callback of the context's timer lists (aio_timerlist_notify).
+unsafe extern "C" fn timer_notify(opaque: *mut c_void, _type: crate::timer::QEMUClockType) {
     // SAFETY: opaque is the Context that owns the timer list group.
     unsafe { &*(opaque as *const Context) }.notify();
 }
@@ -302,7 +303,10 @@ pub fn new(funcs: &'static GSourceFuncs) -> Result<*mut GSource, String> {
             co_schedule: CoSchedule::new(),
             thread_pool: AtomicPtr::new(ptr::null_mut()),
             linux_aio: AtomicPtr::new(ptr::null_mut()),
-            tlg: ManuallyDrop::new(TimerListGroup::new(timer_notify, state as *mut c_void)),
+            tlg: ManuallyDrop::new(TimerListGroup::new(
+                Some(timer_notify),
+                state as *mut c_void,
+            )),
             monitor,
             home: AtomicU64::new(0),
             poll_depth: AtomicU32::new(0),

@@ -50,10 +50,14 @@ typedef enum {
 typedef void QEMUTimerCB(void *opaque);
 typedef void QEMUTimerListNotifyCB(void *opaque, QEMUClockType type);
 
+/* A migration stream (QEMU's migration/qemu-file.c), for timer_get/put. */
+typedef struct QEMUFile QEMUFile;
+
 
 /**
- * The pending timers of one clock in one AioContext, sorted by expiry.
- * Opaque; it belongs to its AioContext.
+ * The pending timers of one clock, sorted by expiry. Opaque. Created by
+ * `timerlist_new` (or as part of a group: an AioContext's, the main loop's,
+ * `timerlistgroup_init`'s) and registered with its clock until freed.
  */
 typedef struct QEMUTimerList QEMUTimerList;
 
@@ -94,8 +98,9 @@ typedef struct QEMUTimer {
 } QEMUTimer;
 
 /**
- * One timer list per clock; every AioContext has one group. Read-only for
- * C: pass it to `timer_init_full`.
+ * One timer list per clock, `tl[type]` being the list of clock `type`:
+ * every AioContext has one, the main loop has `main_loop_tlg`, and
+ * `timerlistgroup_init` fills any other. Pass it to `timer_init_full`.
  */
 typedef struct QEMUTimerListGroup {
     struct QEMUTimerList *tl[QEMU_CLOCK_MAX];
@@ -106,17 +111,77 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * The main loop's timer lists, one per clock (QEMU's `main_loop_tlg`): all
+ * NULL until `qemu_init_clocks` creates them. Timers bound to it are those
+ * of `timer_new*` / `timer_init*` and of `timer_init_full` with a NULL
+ * group; `qemu_clock_run_timers` and friends run them. Read-only for C.
+ */
+extern struct QEMUTimerListGroup main_loop_tlg;
+
+/**
  * Initialises `ts` and binds it to the `type` list of `timer_list_group`,
  * not pending (`expire_time` = -1). `scale` is the number of nanoseconds in
  * one unit of `timer_mod`; `attributes` is a mask of `QEMU_TIMER_ATTR_*`;
- * `cb(opaque)` is called when the timer fires, in the thread running the
- * group's AioContext.
+ * `cb(opaque)` is called when the timer fires, by whoever runs that list
+ * (`aio_poll` for an AioContext's group, `qemu_clock_run_timers` for the
+ * main loop's).
  *
- * `timer_list_group` must be an AioContext's group (usually reached through
- * `aio_timer_init`). NULL, which in QEMU means the main loop's group, aborts:
- * qaio has no main loop. An invalid `type` aborts. `ts` must not be pending.
+ * `timer_list_group` is an AioContext's group (usually reached through
+ * `aio_timer_init`), one set up by `timerlistgroup_init`, or NULL for
+ * `main_loop_tlg`. A NULL group before `qemu_init_clocks`, a group without
+ * a list for `type`, an invalid `type` and a NULL `ts` abort. `ts` must not
+ * be pending.
  */
 void timer_init_full(struct QEMUTimer *ts, struct QEMUTimerListGroup *timer_list_group, QEMUClockType type, int scale, int attributes, void (*cb)(void *opaque), void *opaque);
+
+/**
+ * `timer_init_full(ts, NULL, type, scale, 0, cb, opaque)`: binds `ts` to
+ * the main loop's list of `type`. Aborts before `qemu_init_clocks`.
+ */
+void timer_init(struct QEMUTimer *ts, QEMUClockType type, int scale, void (*cb)(void *opaque), void *opaque);
+
+/**
+ * `timer_init(ts, type, SCALE_NS, cb, opaque)`.
+ */
+void timer_init_ns(struct QEMUTimer *ts, QEMUClockType type, void (*cb)(void *opaque), void *opaque);
+
+/**
+ * `timer_init(ts, type, SCALE_US, cb, opaque)`.
+ */
+void timer_init_us(struct QEMUTimer *ts, QEMUClockType type, void (*cb)(void *opaque), void *opaque);
+
+/**
+ * `timer_init(ts, type, SCALE_MS, cb, opaque)`.
+ */
+void timer_init_ms(struct QEMUTimer *ts, QEMUClockType type, void (*cb)(void *opaque), void *opaque);
+
+/**
+ * Allocates a timer with `g_new0` and initialises it as `timer_init_full`
+ * does (a NULL `timer_list_group` means `main_loop_tlg`). Release it with
+ * `timer_free`. Aborts as `timer_init_full` does.
+ */
+struct QEMUTimer *timer_new_full(struct QEMUTimerListGroup *timer_list_group, QEMUClockType type, int scale, int attributes, void (*cb)(void *opaque), void *opaque);
+
+/**
+ * `timer_new_full(NULL, type, scale, 0, cb, opaque)`: a timer of the main
+ * loop's group. Aborts before `qemu_init_clocks`.
+ */
+struct QEMUTimer *timer_new(QEMUClockType type, int scale, void (*cb)(void *opaque), void *opaque);
+
+/**
+ * `timer_new(type, SCALE_NS, cb, opaque)`.
+ */
+struct QEMUTimer *timer_new_ns(QEMUClockType type, void (*cb)(void *opaque), void *opaque);
+
+/**
+ * `timer_new(type, SCALE_US, cb, opaque)`.
+ */
+struct QEMUTimer *timer_new_us(QEMUClockType type, void (*cb)(void *opaque), void *opaque);
+
+/**
+ * `timer_new(type, SCALE_MS, cb, opaque)`.
+ */
+struct QEMUTimer *timer_new_ms(QEMUClockType type, void (*cb)(void *opaque), void *opaque);
 
 /**
  * Arms `ts` to fire when its clock reaches `expire_time` nanoseconds,
@@ -183,24 +248,27 @@ void timer_deinit(struct QEMUTimer *ts);
  * True if `ts` is armed (`expire_time >= 0`). A timer is no longer pending
  * when its callback starts.
  */
-bool timer_pending(struct QEMUTimer *ts);
+bool timer_pending(const struct QEMUTimer *ts);
 
 /**
  * True if `timer_head` is due at `current_time`, given in the timer's
  * unit: `expire_time <= current_time * scale`. A timer that is not pending
  * (-1) therefore reads as expired. False for NULL.
  */
-bool timer_expired(struct QEMUTimer *timer_head, int64_t current_time);
+bool timer_expired(const struct QEMUTimer *timer_head, int64_t current_time);
 
 /**
  * The expiry of `ts` in nanoseconds, or `(uint64_t)-1` if it is not
  * pending.
  */
-uint64_t timer_expire_time_ns(struct QEMUTimer *ts);
+uint64_t timer_expire_time_ns(const struct QEMUTimer *ts);
 
 /**
- * The current time of clock `type` in nanoseconds. REALTIME, VIRTUAL and
- * VIRTUAL_RT read `CLOCK_MONOTONIC`, HOST reads `CLOCK_REALTIME`; no
+ * The current time of clock `type` in nanoseconds. REALTIME reads
+ * `CLOCK_MONOTONIC` and HOST `CLOCK_REALTIME`; VIRTUAL reads the program's
+ * `cpus_get_virtual_clock()` and VIRTUAL_RT its `cpu_get_clock()` when the
+ * program defines them, else `CLOCK_MONOTONIC`. Record/replay is not
+ * supported: HOST and VIRTUAL_RT are never recorded or replayed. No
  * initialisation call is needed. Any thread. An invalid `type` aborts.
  */
 int64_t qemu_clock_get_ns(QEMUClockType type);
@@ -216,12 +284,12 @@ int64_t qemu_clock_get_us(QEMUClockType type);
 int64_t qemu_clock_get_ms(QEMUClockType type);
 
 /**
- * Enables or disables clock `type` for every AioContext. Timers of a
+ * Enables or disables clock `type` for every timer list. Timers of a
  * disabled clock stay armed but do not fire and do not shorten `aio_poll`'s
  * sleep. All clocks start enabled except QEMU_CLOCK_VIRTUAL.
  *
- * Enabling a disabled clock wakes every AioContext so it recomputes its
- * deadline. Disabling an enabled clock waits until the timer callbacks of
+ * Enabling a disabled clock calls the notify callback of every list of the
+ * clock (so every AioContext recomputes its deadline). Disabling an enabled clock waits until the timer callbacks of
  * that clock running in other threads have returned; called from inside
  * such a callback it does not wait for the caller's own. Any thread. An
  * invalid `type` aborts.
@@ -246,6 +314,183 @@ int64_t qemu_soonest_timeout(int64_t timeout1, int64_t timeout2);
  * short timeout never becomes a busy loop) and capped at INT32_MAX.
  */
 int qemu_timeout_ns_to_ms(int64_t ns);
+
+/**
+ * Creates an empty timer list of clock `type`, registered with the clock
+ * until `timerlist_free`. `cb(opaque, type)` is called, from any thread,
+ * when a timer becomes the list's first (so whoever sleeps on the list
+ * should recompute its deadline), when the clock is enabled and on
+ * `qemu_clock_notify`; it must not create or free a timer list. A NULL `cb`
+ * calls the program's `qemu_notify_event()` instead, or nothing if the
+ * program has none. Nothing runs the list by itself: call
+ * `timerlist_run_timers`. Any thread. An invalid `type` aborts.
+ */
+struct QEMUTimerList *timerlist_new(QEMUClockType type, void (*cb)(void *opaque, QEMUClockType type), void *opaque);
+
+/**
+ * Unregisters and frees `timer_list`. No timer may be pending on it (that
+ * aborts); timers bound to it must be initialised again before any use.
+ * Any thread, while no other thread uses the list. NULL aborts.
+ */
+void timerlist_free(struct QEMUTimerList *timer_list);
+
+/**
+ * True if a timer is pending on `timer_list` (whether or not its clock is
+ * enabled). Any thread. NULL aborts.
+ */
+bool timerlist_has_timers(struct QEMUTimerList *timer_list);
+
+/**
+ * True if the first timer of `timer_list` is due at the clock's current
+ * reading (whether or not the clock is enabled); false for an empty list.
+ * Any thread. NULL aborts.
+ */
+bool timerlist_expired(struct QEMUTimerList *timer_list);
+
+/**
+ * Nanoseconds until the first timer of `timer_list` is due: 0 if it is
+ * due, -1 if the list is empty or its clock disabled. Any thread. NULL
+ * aborts.
+ */
+int64_t timerlist_deadline_ns(struct QEMUTimerList *timer_list);
+
+/**
+ * Fires, in expiry order, the timers of `timer_list` due at the clock's
+ * reading taken once at the start (including those their callbacks arm for
+ * that time or before); nothing if the clock is disabled. Each timer is no
+ * longer pending when its callback starts; callbacks may use any timer API,
+ * on this list too. Returns true if a callback ran. Call it from one thread
+ * at a time per list. NULL aborts.
+ */
+bool timerlist_run_timers(struct QEMUTimerList *timer_list);
+
+/**
+ * Calls the notify callback of `timer_list` with its opaque and clock type
+ * (or, for a list made with a NULL callback, the program's
+ * `qemu_notify_event()` if it has one). Any thread. NULL aborts.
+ */
+void timerlist_notify(struct QEMUTimerList *timer_list);
+
+/**
+ * Fills `tlg->tl[type]`, for every clock, with a new list made by
+ * `timerlist_new(type, cb, opaque)`. Whatever `tlg` held is overwritten.
+ * Any thread. NULL aborts.
+ */
+void timerlistgroup_init(struct QEMUTimerListGroup *tlg, void (*cb)(void *opaque, QEMUClockType type), void *opaque);
+
+/**
+ * `timerlist_free` on each list of `tlg` (so a pending timer aborts), then
+ * sets the entries to NULL. NULL `tlg`, or a NULL entry, aborts.
+ */
+void timerlistgroup_deinit(struct QEMUTimerListGroup *tlg);
+
+/**
+ * `timerlist_run_timers` on every list of `tlg`, in clock order; true if
+ * any callback ran. NULL `tlg`, or a NULL entry, aborts.
+ */
+bool timerlistgroup_run_timers(struct QEMUTimerListGroup *tlg);
+
+/**
+ * The soonest `timerlist_deadline_ns` over the lists of `tlg` whose clock
+ * counts for deadlines (`qemu_clock_use_for_deadline`): -1 if none has a
+ * timer. NULL `tlg`, or a NULL entry, aborts.
+ */
+int64_t timerlistgroup_deadline_ns(struct QEMUTimerListGroup *tlg);
+
+/**
+ * Creates the main loop's four timer lists in `main_loop_tlg`, each with
+ * `notify_cb` and a NULL opaque (a NULL `notify_cb` means the program's
+ * `qemu_notify_event()`). Call it once, before any main-loop timer is
+ * made; a second call aborts. Any thread.
+ */
+void qemu_init_clocks(void (*notify_cb)(void *opaque, QEMUClockType type));
+
+/**
+ * True if a timer is pending on the main loop's list of `type`. Aborts on
+ * an invalid `type` or before `qemu_init_clocks`.
+ */
+bool qemu_clock_has_timers(QEMUClockType type);
+
+/**
+ * `timerlist_expired` on the main loop's list of `type`. Aborts on an
+ * invalid `type` or before `qemu_init_clocks`.
+ */
+bool qemu_clock_expired(QEMUClockType type);
+
+/**
+ * `timerlist_run_timers` on the main loop's list of `type`. Run it from
+ * the main loop's thread. Aborts on an invalid `type` or before
+ * `qemu_init_clocks`.
+ */
+bool qemu_clock_run_timers(QEMUClockType type);
+
+/**
+ * `qemu_clock_run_timers` for every clock for which
+ * `qemu_clock_use_for_deadline` is true; true if any callback ran. Aborts
+ * before `qemu_init_clocks`.
+ */
+bool qemu_clock_run_all_timers(void);
+
+/**
+ * True if timers of clock `type` should bound how long a loop sleeps: false
+ * only for QEMU_CLOCK_VIRTUAL while the program counts instructions (its
+ * `use_icount` is non-zero). Any thread. An invalid `type` aborts.
+ */
+bool qemu_clock_use_for_deadline(QEMUClockType type);
+
+/**
+ * Nanoseconds until the soonest timer of clock `type` over every list of
+ * the clock (every AioContext's, the main loop's, standalone ones), counting
+ * only timers whose attributes have no bit outside `attr_mask` (pass
+ * `QEMU_TIMER_ATTR_ALL` for all): 0 if one is due, -1 if the clock is
+ * disabled or no timer qualifies. Ignores `qemu_clock_use_for_deadline`.
+ * Any thread. An invalid `type` aborts.
+ */
+int64_t qemu_clock_deadline_ns_all(QEMUClockType type, int attr_mask);
+
+/**
+ * Calls the notify callback of every list of clock `type` (see
+ * `timerlist_notify`). Any thread. An invalid `type` aborts.
+ */
+void qemu_clock_notify(QEMUClockType type);
+
+/**
+ * Moves QEMU_CLOCK_VIRTUAL forward to `target_ns` through the program's
+ * `cpus_set_virtual_clock()`, in steps that stop at each virtual deadline
+ * (`qemu_clock_deadline_ns_all`) on the way; after each step it runs the
+ * virtual timers of the main loop and of the main AioContext
+ * (`qemu_get_aio_context()`). Then notifies every virtual list. Returns the
+ * virtual clock's final reading (unchanged if it was already at or past
+ * `target_ns`). For qtest-style programs, from the main loop's thread.
+ * Aborts if the program lacks `cpus_get_virtual_clock`,
+ * `cpus_set_virtual_clock` or `qemu_get_aio_context`, or before
+ * `qemu_init_clocks`.
+ */
+int64_t qemu_clock_advance_virtual_time(int64_t target_ns);
+
+/**
+ * ppoll(2) with a timeout in nanoseconds: otherwise like `g_poll`.
+ * `timeout` < 0 waits forever; 0 returns at once. Returns the number of
+ * ready entries (their `revents` filled), 0 on timeout, or -1 with errno
+ * set (EINTR when a signal interrupted the wait). Any thread.
+ */
+int qemu_poll_ns(GPollFD *fds, guint nfds, int64_t timeout);
+
+/**
+ * Writes the state of `ts` to the migration stream `f`: its expiry in
+ * nanoseconds, or -1 if it is not pending, through the program's
+ * `qemu_put_be64()`. Aborts if the program has no `qemu_put_be64`, or if
+ * `ts` is NULL.
+ */
+void timer_put(QEMUFile *f, struct QEMUTimer *ts);
+
+/**
+ * Reads a timer state written by `timer_put` from the migration stream `f`
+ * through the program's `qemu_get_be64()`: -1 deletes `ts`, any other value
+ * arms it for that expiry (`timer_mod_ns`). Aborts if the program has no
+ * `qemu_get_be64`, or if `ts` is NULL or not initialised.
+ */
+void timer_get(QEMUFile *f, struct QEMUTimer *ts);
 
 #ifdef __cplusplus
 }  // extern "C"

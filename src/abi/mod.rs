@@ -21,7 +21,7 @@ pub use event_notifier::EventNotifier;
 pub use fdmon::{CqeHandler, CqeHandlerLink, io_uring_cqe, io_uring_sqe};
 pub use timer::{
     QEMU_CLOCK_HOST, QEMU_CLOCK_MAX, QEMU_CLOCK_REALTIME, QEMU_CLOCK_VIRTUAL,
-    QEMU_CLOCK_VIRTUAL_RT, QEMUClockType, QEMUTimer, QEMUTimerList, QEMUTimerListGroup,
+    QEMU_CLOCK_VIRTUAL_RT, QEMUClockType, QEMUFile, QEMUTimer, QEMUTimerList, QEMUTimerListGroup,
 };
 
 /// Aborts the process because the caller broke an API rule that QEMU enforces

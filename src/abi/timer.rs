@@ -1,5 +1,6 @@
 //! The C layout of timers and clocks (include/qemu/timer.h): `QEMUTimer`,
-//! the opaque `QEMUTimerList`, `QEMUTimerListGroup` and the clock numbers.
+//! the opaque `QEMUTimerList` and `QEMUFile`, `QEMUTimerListGroup` and the
+//! clock numbers.
 //! Their operations are in [`crate::timer`].
 
 use libc::{c_int, c_uint, c_void};
@@ -43,15 +44,24 @@ pub struct QEMUTimer {
     pub scale: c_int,
 }
 
-/// The pending timers of one clock in one AioContext, sorted by expiry.
-/// Opaque; it belongs to its AioContext.
+/// The pending timers of one clock, sorted by expiry. Opaque. Created by
+/// `timerlist_new` (or as part of a group: an AioContext's, the main loop's,
+/// `timerlistgroup_init`'s) and registered with its clock until freed.
 pub struct QEMUTimerList {
     _private: [u8; 0],
 }
 
-/// One timer list per clock; every AioContext has one group. Read-only for
-/// C: pass it to `timer_init_full`.
+/// One timer list per clock, `tl[type]` being the list of clock `type`:
+/// every AioContext has one, the main loop has `main_loop_tlg`, and
+/// `timerlistgroup_init` fills any other. Pass it to `timer_init_full`.
 #[repr(C)]
 pub struct QEMUTimerListGroup {
     pub tl: [*mut QEMUTimerList; QEMU_CLOCK_MAX],
+}
+
+/// A migration stream of QEMU (migration/qemu-file.c); opaque to qaio, which
+/// only hands it to the program's `qemu_get_be64` / `qemu_put_be64`. The
+/// header's typedef is in the hand-written prelude.
+pub struct QEMUFile {
+    _private: [u8; 0],
 }

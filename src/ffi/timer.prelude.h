@@ -34,3 +34,6 @@ typedef enum {
 /* A timer callback; `void (*cb)(void *opaque)` below is the same type. */
 typedef void QEMUTimerCB(void *opaque);
 typedef void QEMUTimerListNotifyCB(void *opaque, QEMUClockType type);
+
+/* A migration stream (QEMU's migration/qemu-file.c), for timer_get/put. */
+typedef struct QEMUFile QEMUFile;

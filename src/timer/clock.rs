@@ -1,7 +1,7 @@
-//! The clocks timers run on: which host clock each reads, enabling and
-//! disabling them process-wide, and the count of list runs that
-//! `qemu_clock_enable(false)` waits for. Corresponds to the `QEMUClock` part
-//! of util/qemu-timer.c.
+//! The clocks timers run on: which host clock (or program hook) each reads,
+//! enabling and disabling them process-wide, whether they count for
+//! deadlines, and the count of list runs that `qemu_clock_enable(false)`
+//! waits for. Corresponds to the `QEMUClock` part of util/qemu-timer.c.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,8 +9,12 @@ use std::sync::{Condvar, Mutex, PoisonError};
 
 use crossbeam_utils::CachePadded;
 
-use super::{QEMU_CLOCK_HOST, QEMU_CLOCK_MAX, QEMUClockType, group, lock};
+use super::{
+    QEMU_CLOCK_HOST, QEMU_CLOCK_MAX, QEMU_CLOCK_VIRTUAL, QEMU_CLOCK_VIRTUAL_RT, QEMUClockType,
+    lock, registry,
+};
 use crate::abi::misuse;
+use crate::hooks;
 
 /// Process-wide state of one clock.
 pub(super) struct Clock {
@@ -66,28 +70,52 @@ pub fn clock_index(func: &str, ty: QEMUClockType) -> usize {
     }
 }
 
-/// Reads the clock with index `clock` (already checked), in nanoseconds.
-pub(super) fn now_ns(clock: usize) -> i64 {
-    let id = if clock == QEMU_CLOCK_HOST as usize {
-        libc::CLOCK_REALTIME
-    } else {
-        libc::CLOCK_MONOTONIC
-    };
+/// Reads a host clock in nanoseconds.
+fn host_ns(id: libc::clockid_t) -> i64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid out-pointer; these clock ids always exist, so
-    // the call cannot fail.
+    // SAFETY: `ts` is a valid out-pointer; the callers' clock ids always
+    // exist, so the call cannot fail.
     unsafe { libc::clock_gettime(id, &mut ts) };
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
-/// The current time of clock `ty` in nanoseconds. REALTIME, VIRTUAL and
-/// VIRTUAL_RT read `CLOCK_MONOTONIC`; HOST reads `CLOCK_REALTIME`. Aborts on
-/// an invalid `ty`.
+/// Reads the clock with index `clock` (already checked), in nanoseconds:
+/// the program's guest clocks when it has them, else the host's.
+pub(super) fn now_ns(clock: usize) -> i64 {
+    let hook = match clock as QEMUClockType {
+        QEMU_CLOCK_HOST => return host_ns(libc::CLOCK_REALTIME),
+        QEMU_CLOCK_VIRTUAL => hooks::cpus_get_virtual_clock(),
+        QEMU_CLOCK_VIRTUAL_RT => hooks::cpu_get_clock(),
+        _ => None,
+    };
+    match hook {
+        // SAFETY: the program's clock functions, callable from any thread.
+        Some(read) => unsafe { read() },
+        None => host_ns(libc::CLOCK_MONOTONIC),
+    }
+}
+
+/// The current time of clock `ty` in nanoseconds: REALTIME reads
+/// `CLOCK_MONOTONIC`, HOST `CLOCK_REALTIME`; VIRTUAL the program's
+/// `cpus_get_virtual_clock` and VIRTUAL_RT its `cpu_get_clock` when it has
+/// them, else `CLOCK_MONOTONIC`. Aborts on an invalid `ty`.
 pub fn clock_get_ns(ty: QEMUClockType) -> i64 {
     now_ns(clock_index("qemu_clock_get_ns", ty))
+}
+
+/// Whether timers of clock `clock` bound a sleep: all but VIRTUAL when the
+/// program counts instructions (icount), where the guest's own progress,
+/// not a host sleep, moves that clock.
+pub(super) fn use_for_deadline(clock: usize) -> bool {
+    !(clock == QEMU_CLOCK_VIRTUAL as usize && hooks::icount_enabled())
+}
+
+/// [`use_for_deadline`] for a clock type from C; aborts on an invalid `ty`.
+pub fn clock_use_for_deadline(ty: QEMUClockType) -> bool {
+    use_for_deadline(clock_index("qemu_clock_use_for_deadline", ty))
 }
 
 /// True if clock `ty` is enabled. Aborts on an invalid `ty`.
@@ -97,8 +125,8 @@ pub fn clock_is_enabled(ty: QEMUClockType) -> bool {
         .load(Ordering::SeqCst)
 }
 
-/// Enables or disables clock `ty` in every timer list group. Enabling a
-/// disabled clock notifies every group, so sleeping loops recompute their
+/// Enables or disables clock `ty` for every timer list. Enabling a disabled
+/// clock notifies every list of the clock, so sleeping loops recompute their
 /// deadline. Disabling an enabled clock returns once no callback of that
 /// clock runs in another thread (callbacks of the calling thread, which may
 /// be the caller itself, are not waited for). Aborts on an invalid `ty`.
@@ -111,7 +139,7 @@ pub fn clock_enable(ty: QEMUClockType, enabled: bool) {
     // run either stops before its next callback or is waited for here.
     let was = state.enabled.swap(enabled, Ordering::SeqCst);
     if enabled && !was {
-        group::notify_all(clock);
+        registry::notify_all(clock);
     } else if !enabled && was {
         let own = RUNNING_HERE.with(|r| r.get()[clock]) as usize;
         let mut guard = lock(&DISABLE_LOCK);

@@ -1,128 +1,140 @@
-//! A context's timer lists, one per clock, and the registry of live groups
-//! that enabling a clock notifies. Corresponds to `QEMUTimerListGroup` in
-//! util/qemu-timer.c.
+//! Timer list groups, one list per clock: a context's [`TimerListGroup`],
+//! and the operations on a C `QEMUTimerListGroup` (`timerlistgroup_*`).
+//! Corresponds to `QEMUTimerListGroup` in util/qemu-timer.c.
 
-use std::cell::UnsafeCell;
 use std::ffi::{c_int, c_void};
-use std::ptr::{self, NonNull};
-use std::sync::Mutex;
+use std::ptr::NonNull;
 
+use super::clock::use_for_deadline;
 use super::list::{Timer, TimerList};
 use super::{
-    QEMU_CLOCK_MAX, QEMUClockType, QEMUTimer, QEMUTimerListGroup, clock_index, lock,
-    soonest_timeout,
+    NotifyFn, QEMU_CLOCK_MAX, QEMUClockType, QEMUTimer, QEMUTimerList, QEMUTimerListGroup,
+    clock_index, soonest_timeout,
 };
 use crate::abi::misuse;
 
-pub(super) struct GroupInner {
-    pub(super) lists: [TimerList; QEMU_CLOCK_MAX],
-    /// The C view, pointing at `lists`; written once, before anyone sees it.
-    c_view: UnsafeCell<QEMUTimerListGroup>,
+/// The lists of a C group, one per clock, as `QEMUTimerListGroup::tl` holds
+/// them.
+pub type Lists = [*mut QEMUTimerList; QEMU_CLOCK_MAX];
+
+/// Creates one list per clock, each with `notify(opaque, type)` (see
+/// [`TimerList::create`]).
+pub fn new_lists(notify: Option<NotifyFn>, opaque: *mut c_void) -> Lists {
+    std::array::from_fn(|clock| TimerList::create(clock, notify, opaque).as_ptr().cast())
 }
 
-/// A registered group, for `clock_enable`'s notifications.
-struct GroupPtr(*const GroupInner);
-// SAFETY: only dereferenced under GROUPS' lock, while the group is alive;
-// GroupInner is Sync.
-unsafe impl Send for GroupPtr {}
+/// The lists of `lists`, aborting, naming `func`, if one is NULL.
+///
+/// # Safety
+/// Every non-NULL entry is a live list for the returned lifetime.
+unsafe fn each<'a>(func: &str, lists: &Lists) -> [&'a TimerList; QEMU_CLOCK_MAX] {
+    std::array::from_fn(|clock| {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { TimerList::from_c(lists[clock]) }.unwrap_or_else(|| {
+            misuse(
+                func,
+                "the group has a NULL list (it was never initialised, or was deinitialised)",
+            )
+        })
+    })
+}
 
-/// Every live group. Taken only on group creation/destruction and on
-/// `clock_enable(true)`.
-static GROUPS: Mutex<Vec<GroupPtr>> = Mutex::new(Vec::new());
+/// Fires the due timers of every enabled clock; true if any callback ran.
+/// Each list reads its clock once per call.
+///
+/// # Safety
+/// As for [`each`]: the entries are live lists (NULL aborts, naming `func`).
+pub unsafe fn run_lists(func: &str, lists: &Lists) -> bool {
+    let mut progress = false;
+    // SAFETY: forwarded.
+    for list in unsafe { each(func, lists) } {
+        progress |= list.run();
+    }
+    progress
+}
+
+/// Nanoseconds until the soonest timer of an enabled clock that counts for
+/// deadlines is due (0 if one is), or -1 if there is none.
+///
+/// # Safety
+/// As for [`run_lists`].
+pub unsafe fn deadline_lists(func: &str, lists: &Lists) -> i64 {
+    // SAFETY: forwarded.
+    unsafe { each(func, lists) }
+        .iter()
+        .filter(|list| use_for_deadline(list.clock()))
+        .fold(-1, |d, list| soonest_timeout(d, list.deadline_ns()))
+}
 
 /// One timer list per clock, owned by an AioContext.
 pub struct TimerListGroup {
-    /// Heap-allocated so that the lists, which C timers point to, never move.
-    /// A raw pointer rather than a Box, because those pointers alias it.
-    inner: NonNull<GroupInner>,
+    lists: [NonNull<TimerList>; QEMU_CLOCK_MAX],
+    /// The C view of `lists`, boxed so that its address is stable.
+    c_view: Box<QEMUTimerListGroup>,
 }
 
-// SAFETY: GroupInner is shared only through `&` and is Sync (TimerList is,
-// and c_view is never written after construction).
+// SAFETY: the lists are shared only through `&` and are Sync; c_view is
+// never written after construction.
 unsafe impl Send for TimerListGroup {}
 // SAFETY: as for Send.
 unsafe impl Sync for TimerListGroup {}
 
 impl TimerListGroup {
-    /// `notify(opaque)` is called from any thread when a timer becomes the
-    /// head of one of the lists, and when a disabled clock is enabled, until
-    /// the group is dropped: it must be callable from any thread with this
-    /// `opaque` for that long. It must not create or drop a group.
-    pub fn new(notify: unsafe fn(*mut c_void), opaque: *mut c_void) -> TimerListGroup {
-        let inner = Box::new(GroupInner {
-            lists: std::array::from_fn(|clock| TimerList::new(clock, notify, opaque)),
-            c_view: UnsafeCell::new(QEMUTimerListGroup {
-                tl: [ptr::null_mut(); QEMU_CLOCK_MAX],
-            }),
-        });
-        let inner = NonNull::from(Box::leak(inner));
-        // SAFETY: just allocated and not shared yet.
-        let inner_ref = unsafe { inner.as_ref() };
-        let tl = std::array::from_fn(|clock| inner_ref.lists[clock].as_c());
-        // SAFETY: not shared yet, so nobody reads c_view concurrently.
-        unsafe { (*inner_ref.c_view.get()).tl = tl };
-        lock(&GROUPS).push(GroupPtr(inner.as_ptr()));
-        TimerListGroup { inner }
+    /// `notify(opaque, type)` is called from any thread when a timer becomes
+    /// the head of one of the lists, when a disabled clock is enabled and on
+    /// `qemu_clock_notify`, until the group is dropped: it must be callable
+    /// from any thread with this `opaque` for that long. It must not create
+    /// or free a timer list.
+    pub fn new(notify: Option<NotifyFn>, opaque: *mut c_void) -> TimerListGroup {
+        let tl = new_lists(notify, opaque);
+        TimerListGroup {
+            lists: tl.map(|l| NonNull::new(l.cast()).unwrap()),
+            c_view: Box::new(QEMUTimerListGroup { tl }),
+        }
     }
 
-    pub(super) fn inner(&self) -> &GroupInner {
-        // SAFETY: allocated in new, freed only in drop.
-        unsafe { self.inner.as_ref() }
+    /// The list of clock index `clock`.
+    pub(super) fn list(&self, clock: usize) -> &TimerList {
+        // SAFETY: created in new, freed only in drop.
+        unsafe { self.lists[clock].as_ref() }
     }
 
-    /// Nanoseconds until the soonest timer of an enabled clock is due (0 if
-    /// one is), or -1 if there is none.
+    /// Nanoseconds until the soonest timer of an enabled clock that counts
+    /// for deadlines is due (0 if one is), or -1 if there is none.
     pub fn deadline_ns(&self) -> i64 {
-        self.inner()
-            .lists
-            .iter()
-            .fold(-1, |d, list| soonest_timeout(d, list.deadline_ns()))
+        // SAFETY: the lists live as long as self.
+        unsafe { deadline_lists("aio_poll", &self.c_view.tl) }
     }
 
     /// Fires the due timers of every enabled clock; true if any callback ran.
     /// Each list reads its clock once per call.
     pub fn run_timers(&self) -> bool {
-        let mut progress = false;
-        for list in &self.inner().lists {
-            progress |= list.run();
-        }
-        progress
+        // SAFETY: the lists live as long as self.
+        unsafe { run_lists("aio_poll", &self.c_view.tl) }
     }
 
     /// True if any timer is pending, on any clock (enabled or not).
     pub fn has_pending_timers(&self) -> bool {
-        self.inner().lists.iter().any(TimerList::has_timers)
+        (0..QEMU_CLOCK_MAX).any(|clock| self.list(clock).has_timers())
     }
 
     /// The C view of the group (what `timer_init_full` takes): `tl[type]` is
     /// the list of that clock. Valid until the group is dropped; C must not
     /// write to it.
     pub fn as_c_group(&self) -> *mut QEMUTimerListGroup {
-        self.inner().c_view.get()
+        std::ptr::from_ref::<QEMUTimerListGroup>(&self.c_view).cast_mut()
     }
 }
 
 impl Drop for TimerListGroup {
-    /// Unregisters the lists. Timers still pending (the owner should have
-    /// checked [`TimerListGroup::has_pending_timers`]) are disarmed and
-    /// unbound, so a later `timer_del` on them is harmless.
+    /// Frees the lists. Timers still pending (the owner should have checked
+    /// [`TimerListGroup::has_pending_timers`]) are disarmed and unbound, so a
+    /// later `timer_del` on them is harmless.
     fn drop(&mut self) {
-        lock(&GROUPS).retain(|g| !ptr::eq(g.0, self.inner.as_ptr()));
-        for list in &self.inner().lists {
-            list.detach_all();
+        for list in self.lists {
+            // SAFETY: created in new, freed once, here.
+            unsafe { TimerList::free(list) };
         }
-        // SAFETY: allocated by Box in new; unregistered, so this was the last
-        // user.
-        drop(unsafe { Box::from_raw(self.inner.as_ptr()) });
-    }
-}
-
-/// Wakes every live group's owner for `clock`, which was just enabled.
-pub(super) fn notify_all(clock: usize) {
-    for group in lock(&GROUPS).iter() {
-        // SAFETY: a group stays registered, and so alive, until its Drop
-        // has taken GROUPS' lock, which we hold.
-        unsafe { (*group.0).lists[clock].notify() };
     }
 }
 
@@ -148,13 +160,5 @@ pub unsafe fn timer_init(
     let timer = unsafe { Timer::from_raw(ts) }
         .unwrap_or_else(|| misuse("aio_timer_init", "the timer is NULL"));
     // SAFETY: not pending (contract); the list belongs to the live `group`.
-    unsafe {
-        timer.init(
-            group.inner().lists[clock].as_c(),
-            scale,
-            attributes,
-            cb,
-            opaque,
-        )
-    }
+    unsafe { timer.init(group.list(clock).as_c(), scale, attributes, cb, opaque) }
 }

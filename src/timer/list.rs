@@ -1,7 +1,7 @@
-//! One clock's pending timers in one context, sorted by expiry, and the
+//! One clock's pending timers on one list, sorted by expiry, and the
 //! [`Timer`] handle through which a C `QEMUTimer` is armed and disarmed.
-//! Corresponds to `QEMUTimerList` and the `timer_*` functions of
-//! util/qemu-timer.c.
+//! Corresponds to `QEMUTimerList`, the `timerlist_*` and the `timer_*`
+//! functions of util/qemu-timer.c.
 
 use std::ffi::{c_int, c_void};
 use std::ptr::{self, NonNull};
@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicI64, AtomicPtr, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::clock::{CLOCKS, ListRun, now_ns};
-use super::{QEMUTimer, QEMUTimerList, delta_ns, lock};
+use super::{NotifyFn, QEMUClockType, QEMUTimer, QEMUTimerList, delta_ns, lock, registry};
 use crate::abi::misuse;
+use crate::hooks;
 
 // `expire_time` is accessed as an AtomicI64 (it is read without the list
 // lock by timer_pending and friends, as in QEMU).
@@ -43,8 +44,8 @@ impl Timer {
     /// # Safety
     /// A non-NULL `ts` must point to a `QEMUTimer` that stays valid (not
     /// freed or moved) while the handle and its copies are used, and whose
-    /// `timer_list` is NULL or was set by [`Timer::init`] to a list of a
-    /// [`TimerListGroup`](super::TimerListGroup) that is still alive. Only this API writes its
+    /// `timer_list` is NULL or was set by [`Timer::init`] to a list (of
+    /// [`TimerList::create`]) that is still alive. Only this API writes its
     /// fields while it is bound. Before [`Timer::init`], the memory need not
     /// hold a valid timer.
     pub unsafe fn from_raw(ts: *mut QEMUTimer) -> Option<Timer> {
@@ -60,7 +61,7 @@ impl Timer {
     /// # Safety
     /// The timer must not be pending (a pending timer is linked in its list),
     /// nor used by another thread during the call; `list` must be NULL or a
-    /// list of a live [`TimerListGroup`](super::TimerListGroup), as required by [`Timer::from_raw`].
+    /// live list, as required by [`Timer::from_raw`].
     pub unsafe fn init(
         self,
         list: *mut QEMUTimerList,
@@ -95,9 +96,8 @@ impl Timer {
         // SAFETY: `timer_list` is only written by init/deinit, which the
         // caller does not run concurrently with other uses (from_raw).
         let list = unsafe { (*self.0.as_ptr()).timer_list };
-        // SAFETY: a non-NULL `timer_list` is a list of a live group
-        // (from_raw); QEMUTimerList is the C name of TimerList.
-        NonNull::new(list).map(|l| unsafe { l.cast::<TimerList>().as_ref() })
+        // SAFETY: a non-NULL `timer_list` is a live list (from_raw).
+        unsafe { TimerList::from_c(list) }
     }
 
     fn scale(self) -> i64 {
@@ -209,9 +209,11 @@ impl Timer {
     }
 }
 
-/// The pending timers of one clock in one group, linked through
-/// `QEMUTimer::next` in expiry order (FIFO among equal expiries).
-pub(super) struct TimerList {
+/// The pending timers of one clock on one list, linked through
+/// `QEMUTimer::next` in expiry order (FIFO among equal expiries). Lives on
+/// the heap from [`TimerList::create`] to [`TimerList::free`], registered
+/// with its clock all that time.
+pub struct TimerList {
     clock: usize,
     /// First timer, NULL when empty. Written only with `lock` held; read
     /// without it only to skip empty lists (run and deadline run on every
@@ -220,48 +222,106 @@ pub(super) struct TimerList {
     head: AtomicPtr<QEMUTimer>,
     /// Guards `head` and the `next` links of the linked timers.
     lock: Mutex<()>,
-    notify: unsafe fn(*mut c_void),
+    /// Called with `notify_opaque` and the clock; NULL means the program's
+    /// `qemu_notify_event`.
+    notify: Option<NotifyFn>,
     notify_opaque: *mut c_void,
 }
 
 // SAFETY: the raw pointers are the linked timers, which are only touched with
-// `lock` held, and the owner's notify argument, which TimerListGroup::new
+// `lock` held, and the owner's notify argument, which TimerList::create
 // requires to be usable from any thread.
 unsafe impl Send for TimerList {}
 // SAFETY: as for Send; everything else is atomics and a mutex.
 unsafe impl Sync for TimerList {}
 
 impl TimerList {
-    pub(super) fn new(
+    /// Creates an empty list of clock `clock` (an index already checked) and
+    /// registers it with the clock. `notify(opaque, type)` is called, from
+    /// any thread, when a timer becomes the list's head, when the clock is
+    /// enabled and on `qemu_clock_notify`; it must accept `opaque` from any
+    /// thread until the list is freed, and must not create or free a list.
+    /// With no `notify`, the program's `qemu_notify_event` is called instead
+    /// (if it has one).
+    pub fn create(
         clock: usize,
-        notify: unsafe fn(*mut c_void),
-        notify_opaque: *mut c_void,
-    ) -> TimerList {
-        TimerList {
+        notify: Option<NotifyFn>,
+        opaque: *mut c_void,
+    ) -> NonNull<TimerList> {
+        let list = NonNull::from(Box::leak(Box::new(TimerList {
             clock,
             head: AtomicPtr::new(ptr::null_mut()),
             lock: Mutex::new(()),
             notify,
-            notify_opaque,
-        }
+            notify_opaque: opaque,
+        })));
+        registry::register(clock, list);
+        list
+    }
+
+    /// Unregisters and frees a list. Timers still pending (the owner should
+    /// have checked [`TimerList::has_timers`]) are disarmed and unbound, so a
+    /// later `timer_del` on them is harmless.
+    ///
+    /// # Safety
+    /// `list` came from [`TimerList::create`] and is freed once; nothing uses
+    /// it afterwards (timers bound to it must be re-initialised before use).
+    pub unsafe fn free(list: NonNull<TimerList>) {
+        // SAFETY: alive until the Box is dropped below (contract).
+        let clock = unsafe { list.as_ref() }.clock;
+        // First: until it leaves the registry, a clock-wide operation in
+        // another thread may still notify it.
+        registry::unregister(clock, list);
+        // SAFETY: as above.
+        unsafe { list.as_ref() }.detach_all();
+        // SAFETY: allocated by Box in create; unregistered, so this was the
+        // last user.
+        drop(unsafe { Box::from_raw(list.as_ptr()) });
+    }
+
+    /// The list behind a C handle; `None` for NULL.
+    ///
+    /// # Safety
+    /// A non-NULL `list` must be a live list (from [`TimerList::create`],
+    /// not freed) for the returned lifetime.
+    pub unsafe fn from_c<'a>(list: *mut QEMUTimerList) -> Option<&'a TimerList> {
+        // SAFETY: QEMUTimerList is the C name of TimerList (contract).
+        NonNull::new(list).map(|l| unsafe { l.cast::<TimerList>().as_ref() })
     }
 
     /// The C handle of this list.
-    pub(super) fn as_c(&self) -> *mut QEMUTimerList {
+    pub fn as_c(&self) -> *mut QEMUTimerList {
         ptr::from_ref(self).cast_mut().cast()
+    }
+
+    /// Index of the list's clock.
+    pub fn clock(&self) -> usize {
+        self.clock
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, ()> {
         lock(&self.lock)
     }
 
-    pub(super) fn notify(&self) {
-        // SAFETY: TimerListGroup::new's contract: `notify` accepts its
-        // opaque from any thread while the group lives.
-        unsafe { (self.notify)(self.notify_opaque) }
+    /// `timerlist_notify`: the list's callback, or else the program's
+    /// `qemu_notify_event`, or else nothing.
+    pub fn notify(&self) {
+        match self.notify {
+            // SAFETY: TimerList::create's contract: `notify` accepts its
+            // opaque from any thread while the list lives.
+            Some(notify) => unsafe { notify(self.notify_opaque, self.clock as QEMUClockType) },
+            None => {
+                if let Some(wake) = hooks::qemu_notify_event() {
+                    // SAFETY: the program's main-loop wake-up, callable from
+                    // any thread.
+                    unsafe { wake() }
+                }
+            }
+        }
     }
 
-    pub(super) fn has_timers(&self) -> bool {
+    /// True if a timer is pending on the list (enabled clock or not).
+    pub fn has_timers(&self) -> bool {
         !self.head.load(Ordering::Acquire).is_null()
     }
 
@@ -334,14 +394,43 @@ impl TimerList {
 
     /// Expiry of the first timer, if any.
     pub(super) fn head_expire(&self) -> Option<i64> {
+        if !self.has_timers() {
+            return None;
+        }
         let guard = self.lock();
         self.first(&guard)
             .map(|t| t.expire_time().load(Ordering::Relaxed))
     }
 
+    /// Expiry of the first timer none of whose attribute bits is outside
+    /// `attr_mask`, if any.
+    pub(super) fn first_expire_within(&self, attr_mask: c_int) -> Option<i64> {
+        if !self.has_timers() {
+            return None;
+        }
+        let guard = self.lock();
+        let mut cur = self.first(&guard);
+        while let Some(t) = cur {
+            // SAFETY: a linked timer is alive; `attributes` is only written
+            // by init, which C may not run on a linked timer.
+            if unsafe { (*t.as_ptr()).attributes } & !attr_mask == 0 {
+                return Some(t.expire_time().load(Ordering::Relaxed));
+            }
+            cur = t.next(&guard);
+        }
+        None
+    }
+
+    /// True if the first timer is due now (whether or not the clock is
+    /// enabled); false for an empty list.
+    pub fn expired(&self) -> bool {
+        self.head_expire()
+            .is_some_and(|expire| expire <= now_ns(self.clock))
+    }
+
     /// Nanoseconds until the first timer is due (0 if it is), or -1 if the
     /// list is empty or its clock disabled.
-    pub(super) fn deadline_ns(&self) -> i64 {
+    pub fn deadline_ns(&self) -> i64 {
         if !self.has_timers() || !CLOCKS[self.clock].enabled.load(Ordering::Relaxed) {
             return -1;
         }
@@ -353,8 +442,9 @@ impl TimerList {
         }
     }
 
-    /// Fires the timers due now; true if any callback ran.
-    pub(super) fn run(&self) -> bool {
+    /// Fires the timers due now, if the clock is enabled; true if any
+    /// callback ran. Reads the clock once.
+    pub fn run(&self) -> bool {
         if !self.has_timers() || !CLOCKS[self.clock].enabled.load(Ordering::Relaxed) {
             return false;
         }

@@ -20,7 +20,7 @@ use std::sync::atomic::{
 use crossbeam_utils::CachePadded;
 use glib_sys::{GSource, GSourceFuncs};
 
-use crate::abi::AioContext;
+use crate::abi::{AioContext, FdMonOpsRef, FdMonTables};
 use crate::bh::{self, Bh, SliceQueue};
 use crate::coroutine::{self, CoSchedule};
 use crate::event_notifier::EventNotifier;
@@ -85,6 +85,8 @@ pub struct Context {
     /// Handlers taking part in userspace polling.
     pub(crate) poll_list: UnsafeCell<AioHandlerList>,
     pub(crate) poll_started: Cell<bool>,
+    /// What the public `fdmon_ops` points to for each monitor kind.
+    fdmon_tables: FdMonTables,
 }
 
 // SAFETY: cross-thread fields are atomics or internally locked; the Cell
@@ -185,6 +187,18 @@ impl Context {
         self.notify();
     }
 
+    /// Points the public `fdmon_ops` at the table of the monitor in use;
+    /// called whenever the monitor switches.
+    pub(crate) fn publish_fdmon(&self) {
+        let table = self.fdmon_tables.0[self.fdmon_kind() as usize];
+        // SAFETY: the public head lives as long as the context; the store is
+        // atomic because C may read it in the home thread meanwhile.
+        unsafe {
+            AtomicPtr::from_ptr((&raw mut (*self.public()).fdmon_ops).cast::<*mut FdMonOpsRef>())
+        }
+        .store(table.cast_mut(), Ordering::Release);
+    }
+
     /// The fields C code reads directly.
     pub fn public(&self) -> *mut AioContext {
         self.source.cast()
@@ -262,7 +276,10 @@ unsafe extern "C" fn timer_notify(opaque: *mut c_void, _type: crate::timer::QEMU
 /// Creates a context (`aio_context_new`): refcount 1. `funcs` are the glib
 /// callbacks of its GSource (the C layer's `aio_ctx_*` shims); glib's last
 /// unref calls their `finalize`, which must call [`finalize`].
-pub fn new(funcs: &'static GSourceFuncs) -> Result<*mut GSource, String> {
+pub fn new(
+    funcs: &'static GSourceFuncs,
+    fdmon_tables: FdMonTables,
+) -> Result<*mut GSource, String> {
     let forced = Kind::from_env()?;
     let mut notifier = EventNotifier::uninit();
     notifier
@@ -314,6 +331,7 @@ pub fn new(funcs: &'static GSourceFuncs) -> Result<*mut GSource, String> {
             bh_slices: SliceQueue::new(),
             poll_list: UnsafeCell::new(AioHandlerList::default()),
             poll_started: Cell::new(false),
+            fdmon_tables,
             source: src,
         });
         &*state
@@ -335,6 +353,7 @@ pub fn new(funcs: &'static GSourceFuncs) -> Result<*mut GSource, String> {
     unsafe {
         (*obj).public.thread_pool_max = THREAD_POOL_MAX_THREADS_DEFAULT;
         (*obj).public.tlg.tl = (*ctx.tlg.as_c_group()).tl;
+        (*obj).public.fdmon_ops = fdmon_tables.0[ctx.fdmon_kind() as usize];
         (*obj).ctx = state;
     }
     if let Some(register) = hooks::register_aiocontext() {

@@ -14,15 +14,76 @@
 #include <glib.h>
 #include <linux/io_uring.h>
 
+#ifdef QEMU_OSDEP_H
+/*
+ * Compiled inside QEMU (whose qemu/osdep.h comes first in every file): this
+ * header stands in for QEMU's block/aio.h, so it brings in what that one
+ * brings in, and declares the block layer's AIOCB types, which QEMU's
+ * util/aiocb.c implements.
+ */
+#ifdef CONFIG_LINUX_IO_URING
+#include <liburing.h>
+#endif
+#include "qemu/coroutine-core.h"
+#include "qemu/queue.h"
+#include "qemu/event_notifier.h"
+#include "qemu/lockcnt.h"
+#include "qemu/thread.h"
+#include "qemu/timer.h"
+#include "block/graph-lock.h"
+#include "hw/qdev-core.h"
+
+typedef struct BlockAIOCB BlockAIOCB;
+typedef void BlockCompletionFunc(void *opaque, int ret);
+
+/* How to cancel and how large an AIOCB of one kind is. */
+typedef struct AIOCBInfo {
+    void (*cancel_async)(BlockAIOCB *acb);
+    size_t aiocb_size;
+} AIOCBInfo;
+
+/* The head of every asynchronous block request. */
+struct BlockAIOCB {
+    const AIOCBInfo *aiocb_info;
+    BlockDriverState *bs;
+    BlockCompletionFunc *cb;
+    void *opaque;
+    int refcnt;
+};
+
+void *qemu_aio_get(const AIOCBInfo *aiocb_info, BlockDriverState *bs,
+                   BlockCompletionFunc *cb, void *opaque);
+void qemu_aio_unref(void *p);
+void qemu_aio_ref(void *p);
+
+typedef struct LuringState LuringState;
+
+/* Adaptive polling time of a handler (QEMU's util/aio-posix.h uses it). */
+typedef struct AioPolledEvent {
+    int64_t ns;
+} AioPolledEvent;
+#else
 #include "qemu/event_notifier.h"
 #include "qemu/timer.h"
+
+/*
+ * Re-entrancy guard of a device's MMIO/PIO dispatch (QEMU's hw/qdev-core.h
+ * defines it there); a BH created with aio_bh_new_guarded sets
+ * engaged_in_io while its callback runs.
+ */
+typedef struct MemReentrancyGuard {
+    bool engaged_in_io;
+} MemReentrancyGuard;
+#endif
 
 /* QEMU's callback types. Prototypes below spell them out as pointers
  * (`void (*cb)(void *opaque)`), which is the same type as `QEMUBHFunc *`. */
 typedef void QEMUBHFunc(void *opaque);
 typedef bool AioPollFn(void *opaque);
 typedef void IOHandler(void *opaque);
-typedef void EventNotifierHandler(EventNotifier *);
+
+/* An fd monitor's operations (defined below). */
+typedef struct FDMonOps FDMonOps;
 
 /* A coroutine of the program's coroutine runtime (QEMU's); see aio_co_schedule. */
 typedef struct Coroutine Coroutine;
@@ -113,15 +174,12 @@ typedef struct AioContext {
      * Read-only for C.
      */
     QEMUTimerListGroup tlg;
+    /**
+     * The fd monitor in use now: `&fdmon_poll_ops`, `&fdmon_epoll_ops` or
+     * `&fdmon_io_uring_ops` (QEMU's tests compare it). Read-only for C.
+     */
+    const FDMonOps *fdmon_ops;
 } AioContext;
-
-/**
- * Re-entrancy guard of a device's MMIO/PIO dispatch; a BH created with
- * `aio_bh_new_guarded` sets `engaged_in_io` while its callback runs.
- */
-typedef struct MemReentrancyGuard {
-    bool engaged_in_io;
-} MemReentrancyGuard;
 
 /**
  * Link of a `CqeHandler` in the context's queue of completed requests
@@ -193,46 +251,62 @@ typedef struct FDMonOps {
 extern "C" {
 #endif // __cplusplus
 
+#if !defined(QEMU_OSDEP_H)
 /**
  * Pass `&error_abort` as `errp` to abort the program when the call fails.
  */
 extern struct Error *error_abort;
+#endif
 
+#if !defined(QEMU_OSDEP_H)
 /**
  * Pass `&error_fatal` as `errp` to print the error and exit(1) when the
  * call fails.
  */
 extern struct Error *error_fatal;
+#endif
 
+#if !defined(QEMU_OSDEP_H)
 /**
- * The poll(2) monitor.
+ * The poll(2) monitor. (Inside QEMU, declared by QEMU's util/aio-posix.h.)
  */
 extern const struct FDMonOps fdmon_poll_ops;
+#endif
 
+#if !defined(QEMU_OSDEP_H)
 /**
- * The epoll(7) monitor.
+ * The epoll(7) monitor. (Inside QEMU, declared by QEMU's util/aio-posix.h.)
  */
 extern const struct FDMonOps fdmon_epoll_ops;
+#endif
 
+#if !defined(QEMU_OSDEP_H)
 /**
- * The io_uring(7) monitor.
+ * The io_uring(7) monitor. (Inside QEMU, declared by QEMU's util/aio-posix.h.)
  */
 extern const struct FDMonOps fdmon_io_uring_ops;
+#endif
 
+#if !defined(QEMU_OSDEP_H)
 /**
  * The human-readable message of `err`. Valid until `err` is freed.
  */
 const char *error_get_pretty(const struct Error *err);
+#endif
 
+#if !defined(QEMU_OSDEP_H)
 /**
  * Frees `err`; NULL is allowed and ignored.
  */
 void error_free(struct Error *err);
+#endif
 
+#if !defined(QEMU_OSDEP_H)
 /**
  * Prints `err`'s message on stderr and frees it; NULL is ignored.
  */
 void error_report_err(struct Error *err);
+#endif
 
 /**
  * Creates a new AioContext with one reference. Any thread. The fd monitor
@@ -361,7 +435,7 @@ const char *qaio_context_fdmon_name(struct AioContext *ctx);
  * `engaged_in_io` is set while the callback runs. Any thread. Free it with
  * `qemu_bh_delete`.
  */
-struct QEMUBH *aio_bh_new_full(struct AioContext *ctx, void (*cb)(void *opaque), void *opaque, const char *name, struct MemReentrancyGuard *reentrancy_guard);
+struct QEMUBH *aio_bh_new_full(struct AioContext *ctx, void (*cb)(void *opaque), void *opaque, const char *name, MemReentrancyGuard *reentrancy_guard);
 
 /**
  * Schedules a one-shot BH running `cb(opaque)` on `ctx`; it is freed after
@@ -375,11 +449,14 @@ void aio_bh_schedule_oneshot_full(struct AioContext *ctx, void (*cb)(void *opaqu
  */
 void qemu_bh_schedule(struct QEMUBH *bh);
 
+#if !defined(QEMU_OSDEP_H)
 /**
  * Like `qemu_bh_schedule`, for an idle BH: its run is not progress and it
- * lets the loop sleep up to 10 ms before running it.
+ * lets the loop sleep up to 10 ms before running it. (Inside QEMU,
+ * declared by QEMU's qemu/main-loop.h instead.)
  */
 void qemu_bh_schedule_idle(struct QEMUBH *bh);
+#endif
 
 /**
  * Cancels a scheduled run of `bh`; it stays queued and is dropped without

@@ -43,7 +43,27 @@ pub struct AioContext {
     /// `timer_init_full`/`timer_new_full` (what `aio_timer_new` does).
     /// Read-only for C.
     pub tlg: QEMUTimerListGroup,
+    /// The fd monitor in use now: `&fdmon_poll_ops`, `&fdmon_epoll_ops` or
+    /// `&fdmon_io_uring_ops` (QEMU's tests compare it). Read-only for C.
+    pub fdmon_ops: *const FdMonOpsRef,
 }
+
+/// `FDMonOps` as the context's public head points to it (the table itself
+/// is defined with the C API). Excluded from the header, renamed to
+/// `FDMonOps` where it is used.
+pub struct FdMonOpsRef {
+    _private: [u8; 0],
+}
+
+/// The three exported `FDMonOps` tables, in `fdmon::Kind` order (poll,
+/// epoll, io_uring), handed to the core by the C layer.
+#[derive(Clone, Copy)]
+pub struct FdMonTables(pub [*const FdMonOpsRef; 3]);
+
+// SAFETY: pointers to immutable statics.
+unsafe impl Sync for FdMonTables {}
+// SAFETY: as above.
+unsafe impl Send for FdMonTables {}
 
 /// The program's thread pool of a context (QEMU's util/thread-pool.c).
 /// Opaque to qaio.

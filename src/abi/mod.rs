@@ -15,7 +15,10 @@ pub mod timer;
 
 use std::io::Write;
 
-pub use aio::{AioContext, BdrvGraphRWlock, LinuxAioState, MemReentrancyGuard, ThreadPoolAio};
+pub use aio::{
+    AioContext, BdrvGraphRWlock, FdMonOpsRef, FdMonTables, LinuxAioState, MemReentrancyGuard,
+    ThreadPoolAio,
+};
 pub use coroutine::Coroutine;
 pub use event_notifier::EventNotifier;
 pub use fdmon::{CqeHandler, CqeHandlerLink, io_uring_cqe, io_uring_sqe};

@@ -156,6 +156,7 @@ pub fn enable(ctx: &Context, reg: &Registry) -> bool {
         }
     }
     ctx.monitor.set_kind(Kind::Epoll);
+    ctx.publish_fdmon();
     if ctx.gsource_usable() {
         for n in reg.live() {
             // SAFETY: these GPollFDs were added while on poll(2).

@@ -173,6 +173,7 @@ pub fn gsource_dispatch(ctx: &Context, ready: *mut AioHandlerList) {
 /// Registry lock held.
 pub fn downgrade(ctx: &Context, reg: &handlers::Registry, skip: Option<*mut AioHandler>) {
     ctx.monitor.set_kind(crate::fdmon::Kind::Poll);
+    ctx.publish_fdmon();
     if !ctx.gsource_usable() {
         return;
     }

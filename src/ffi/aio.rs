@@ -49,7 +49,7 @@ fn bh_ptr(func: &str, bh: *mut QEMUBH) -> *mut Bh {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aio_context_new(errp: *mut *mut Error) -> *mut AioContext {
     guard("aio_context_new", || {
-        match context::new(&super::gsource::AIO_SOURCE_FUNCS) {
+        match context::new(&super::gsource::AIO_SOURCE_FUNCS, super::fdmon::tables()) {
             Ok(src) => src as *mut AioContext,
             Err(msg) => {
                 // SAFETY: errp follows the Error ** convention.
@@ -383,7 +383,9 @@ pub unsafe extern "C" fn qemu_bh_schedule(bh: *mut QEMUBH) {
 }
 
 /// Like `qemu_bh_schedule`, for an idle BH: its run is not progress and it
-/// lets the loop sleep up to 10 ms before running it.
+/// lets the loop sleep up to 10 ms before running it. (Inside QEMU,
+/// declared by QEMU's qemu/main-loop.h instead.)
+#[cfg(not(qaio_in_qemu))]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn qemu_bh_schedule_idle(bh: *mut QEMUBH) {
     guard("qemu_bh_schedule_idle", || {

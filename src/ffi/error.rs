@@ -1,6 +1,12 @@
 //! A minimal `Error` API with QEMU's meaning (qapi/error.h): functions that
 //! can fail take `Error **errp`; passing `&error_abort` aborts on failure,
 //! `&error_fatal` prints and exits, NULL ignores the error.
+//!
+//! A program with its own `Error` (QEMU's util/error.c) overrides these
+//! symbols, and qaio then reports errors through its `error_setg_internal`
+//! (see [`set_error`]); the header leaves the declarations out where QEMU's
+//! qemu/osdep.h came first. The `cfg(qaio_in_qemu)` on them is never set in
+//! Rust: it tells cbindgen to wrap them in `#if !defined(QEMU_OSDEP_H)`.
 
 use std::ffi::{CStr, CString, c_char};
 use std::io::Write;
@@ -15,11 +21,13 @@ pub struct Error {
 }
 
 /// Pass `&error_abort` as `errp` to abort the program when the call fails.
+#[cfg(not(qaio_in_qemu))]
 #[unsafe(no_mangle)]
 pub static mut error_abort: *mut Error = std::ptr::null_mut();
 
 /// Pass `&error_fatal` as `errp` to print the error and exit(1) when the
 /// call fails.
+#[cfg(not(qaio_in_qemu))]
 #[unsafe(no_mangle)]
 pub static mut error_fatal: *mut Error = std::ptr::null_mut();
 
@@ -70,6 +78,7 @@ pub unsafe fn set_error(func: &str, errp: *mut *mut Error, msg: String) {
 }
 
 /// The human-readable message of `err`. Valid until `err` is freed.
+#[cfg(not(qaio_in_qemu))]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn error_get_pretty(err: *const Error) -> *const c_char {
     guard("error_get_pretty", || {
@@ -82,6 +91,7 @@ pub unsafe extern "C" fn error_get_pretty(err: *const Error) -> *const c_char {
 }
 
 /// Frees `err`; NULL is allowed and ignored.
+#[cfg(not(qaio_in_qemu))]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn error_free(err: *mut Error) {
     guard("error_free", || {
@@ -93,6 +103,7 @@ pub unsafe extern "C" fn error_free(err: *mut Error) {
 }
 
 /// Prints `err`'s message on stderr and frees it; NULL is ignored.
+#[cfg(not(qaio_in_qemu))]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn error_report_err(err: *mut Error) {
     guard("error_report_err", || {

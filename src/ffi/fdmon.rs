@@ -6,7 +6,7 @@ use std::ffi::{c_int, c_void};
 
 use super::aio::ctx_ref;
 use super::{guard, misuse};
-use crate::abi::AioContext;
+use crate::abi::{AioContext, FdMonTables};
 use crate::abi::{CqeHandler, io_uring_sqe};
 use crate::context::Context;
 use crate::fdmon::{Kind, epoll, poll};
@@ -59,6 +59,15 @@ pub struct FDMonOps {
             cqe_handler: *mut CqeHandler,
         ),
     >,
+}
+
+/// The three tables, for the contexts' public `fdmon_ops`.
+pub(crate) fn tables() -> FdMonTables {
+    FdMonTables([
+        (&raw const fdmon_poll_ops).cast(),
+        (&raw const fdmon_epoll_ops).cast(),
+        (&raw const fdmon_io_uring_ops).cast(),
+    ])
 }
 
 fn ctx_on<'a>(func: &str, ctx: *mut AioContext, kind: Kind) -> &'a Context {
@@ -262,7 +271,8 @@ fn add_sqe_checked(
         .add_sqe(prep, opaque, cqe_handler);
 }
 
-/// The poll(2) monitor.
+/// The poll(2) monitor. (Inside QEMU, declared by QEMU's util/aio-posix.h.)
+#[cfg(not(qaio_in_qemu))]
 #[unsafe(no_mangle)]
 pub static fdmon_poll_ops: FDMonOps = FDMonOps {
     update: Some(poll_update),
@@ -275,7 +285,8 @@ pub static fdmon_poll_ops: FDMonOps = FDMonOps {
     add_sqe: None,
 };
 
-/// The epoll(7) monitor.
+/// The epoll(7) monitor. (Inside QEMU, declared by QEMU's util/aio-posix.h.)
+#[cfg(not(qaio_in_qemu))]
 #[unsafe(no_mangle)]
 pub static fdmon_epoll_ops: FDMonOps = FDMonOps {
     update: Some(epoll_update),
@@ -288,7 +299,8 @@ pub static fdmon_epoll_ops: FDMonOps = FDMonOps {
     add_sqe: None,
 };
 
-/// The io_uring(7) monitor.
+/// The io_uring(7) monitor. (Inside QEMU, declared by QEMU's util/aio-posix.h.)
+#[cfg(not(qaio_in_qemu))]
 #[unsafe(no_mangle)]
 pub static fdmon_io_uring_ops: FDMonOps = FDMonOps {
     update: Some(uring_update),

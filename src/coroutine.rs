@@ -187,10 +187,17 @@ unsafe extern "C" fn co_schedule_bh(opaque: *mut c_void) {
 /// yields or ends; otherwise it is entered right away.
 ///
 /// # Safety
-/// `ctx` is a live context's GSource (as C's `AioContext *`), `co` a live
+/// `ctx` is a live context's GSource (as C's `AioContext *`) or NULL (no
+/// context, which must then be the calling thread's case), `co` a live
 /// coroutine that is not running.
 pub unsafe fn enter(ctx: *mut glib_sys::GSource, co: *mut Coroutine) {
     if ctx != context::current_for_program() {
+        if ctx.is_null() {
+            misuse(
+                "aio_co_enter",
+                "ctx is NULL, but the calling thread has a current AioContext",
+            );
+        }
         // SAFETY: forwarded contract.
         return unsafe { schedule(Context::from_source(ctx), co) };
     }
@@ -224,11 +231,10 @@ pub unsafe fn enter(ctx: *mut glib_sys::GSource, co: *mut Coroutine) {
 /// `co` is a live coroutine that yielded.
 pub unsafe fn wake(co: *mut Coroutine) {
     // Acquire pairs with the runtime's write barrier before it sets ctx.
+    // ctx is NULL when the coroutine ran outside any context (QEMU's
+    // coroutine tests do), and is then entered here if this thread has none.
     // SAFETY: co is live; ctx is a pointer-sized field.
     let ctx = unsafe { AtomicPtr::from_ptr(&raw mut (*co).ctx) }.load(Ordering::Acquire);
-    if ctx.is_null() {
-        misuse("aio_co_wake", "the coroutine never ran in an AioContext");
-    }
     // SAFETY: a coroutine's context outlives its pending wake-ups.
     unsafe { enter(ctx.cast(), co) };
 }

@@ -318,7 +318,8 @@ void error_report_err(struct Error *err);
 struct AioContext *aio_context_new(struct Error **errp);
 
 /**
- * Takes a reference to `ctx`. Any thread.
+ * Takes a reference to `ctx`. Any thread. Aborts if `ctx` was already
+ * finalized (unless glib reused its address for a newer context).
  */
 void aio_context_ref(struct AioContext *ctx);
 
@@ -326,7 +327,10 @@ void aio_context_ref(struct AioContext *ctx);
  * Drops a reference to `ctx`. Any thread. The last one finalizes the
  * context in the calling thread: registered handlers are freed without
  * being called; a BH that was not deleted, or an armed timer, aborts
- * (QEMU asserts on both).
+ * (QEMU asserts on both). Also aborts if the last reference would go while
+ * the GSource is still attached to a GMainContext (glib would warn, then
+ * free a source it still uses), and if `ctx` was already finalized (unless
+ * glib reused its address for a newer context).
  */
 void aio_context_unref(struct AioContext *ctx);
 
@@ -418,7 +422,8 @@ void aio_co_wake(Coroutine *co);
  * Runs `co` in `ctx`: scheduled there (`aio_co_schedule`) when `ctx` is not
  * the calling thread's current context; queued to run when the calling
  * coroutine yields or ends, when called from a coroutine; entered at once
- * otherwise. Any thread.
+ * otherwise. Any thread. `ctx` may be NULL when the calling thread has no
+ * current context either (a coroutine run outside any event loop).
  */
 void aio_co_enter(struct AioContext *ctx, Coroutine *co);
 

@@ -16,7 +16,7 @@ use crate::bh::{BH_IDLE, BH_ONESHOT, BH_SCHEDULED, Bh};
 use crate::context::{self, Context};
 use crate::handlers;
 use crate::{bh, coroutine, hooks, poll, timer};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 /// A bottom half: a callback scheduled from any thread and run by its
 /// context's loop.
@@ -30,8 +30,18 @@ pub(crate) fn ctx_ref<'a>(func: &str, ctx: *mut AioContext) -> &'a Context {
         misuse(func, "ctx must not be NULL");
     }
     // SAFETY: non-NULL contexts passed by C were created by aio_context_new
-    // and are still referenced (the caller's contract).
-    unsafe { Context::from_source(ctx as *mut GSource) }
+    // and glib has not freed them (the caller's contract).
+    let state = unsafe { Context::state(ctx as *mut GSource) };
+    // The one check on the hot path: a context whose state is gone is being
+    // finalized (called from a GSource destroy notify, say).
+    if state.is_null() {
+        misuse(
+            func,
+            "the AioContext is being finalized (its last reference was dropped)",
+        );
+    }
+    // SAFETY: the state is alive until finalize clears the pointer.
+    unsafe { &*state }
 }
 
 fn bh_ptr(func: &str, bh: *mut QEMUBH) -> *mut Bh {
@@ -60,11 +70,24 @@ pub unsafe extern "C" fn aio_context_new(errp: *mut *mut Error) -> *mut AioConte
     })
 }
 
-/// Takes a reference to `ctx`. Any thread.
+/// Aborts unless `ctx` is a context that was created and not yet finalized
+/// (checked before its memory is touched, which may be freed).
+fn live_ctx_ref<'a>(func: &str, ctx: *mut AioContext) -> &'a Context {
+    if !ctx.is_null() && !context::is_live(ctx as *mut GSource) {
+        misuse(
+            func,
+            "ctx was already finalized (more aio_context_unref calls than references)",
+        );
+    }
+    ctx_ref(func, ctx)
+}
+
+/// Takes a reference to `ctx`. Any thread. Aborts if `ctx` was already
+/// finalized (unless glib reused its address for a newer context).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aio_context_ref(ctx: *mut AioContext) {
     guard("aio_context_ref", || {
-        ctx_ref("aio_context_ref", ctx);
+        live_ctx_ref("aio_context_ref", ctx);
         // SAFETY: ctx is a live GSource.
         unsafe { glib_sys::g_source_ref(ctx as *mut GSource) };
     })
@@ -73,13 +96,39 @@ pub unsafe extern "C" fn aio_context_ref(ctx: *mut AioContext) {
 /// Drops a reference to `ctx`. Any thread. The last one finalizes the
 /// context in the calling thread: registered handlers are freed without
 /// being called; a BH that was not deleted, or an armed timer, aborts
-/// (QEMU asserts on both).
+/// (QEMU asserts on both). Also aborts if the last reference would go while
+/// the GSource is still attached to a GMainContext (glib would warn, then
+/// free a source it still uses), and if `ctx` was already finalized (unless
+/// glib reused its address for a newer context).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aio_context_unref(ctx: *mut AioContext) {
-    guard("aio_context_unref", || {
-        ctx_ref("aio_context_unref", ctx);
+    const FUNC: &str = "aio_context_unref";
+    guard(FUNC, || {
+        live_ctx_ref(FUNC, ctx);
+        let src = ctx as *mut GSource;
+        // SAFETY: ctx is a live GSource. glib updates ref_count atomically;
+        // `context` is written under the GMainContext's lock, so this read
+        // can only race with an attach the caller makes in another thread
+        // while dropping its last reference, itself a misuse.
+        let (refs, attached) = unsafe {
+            (
+                AtomicU32::from_ptr(&raw mut (*src).ref_count).load(Ordering::Acquire),
+                !AtomicPtr::from_ptr(&raw mut (*src).context)
+                    .load(Ordering::Relaxed)
+                    .is_null(),
+            )
+        };
+        // The one reference left is the GMainContext's own.
+        // SAFETY: ctx is a live GSource.
+        if refs == 1 && attached && unsafe { glib_sys::g_source_is_destroyed(src) } == 0 {
+            misuse(
+                FUNC,
+                "the last reference would be dropped while the context's GSource is still \
+                 attached to a GMainContext (g_source_destroy it first)",
+            );
+        }
         // SAFETY: ctx is a live GSource holding at least this reference.
-        unsafe { glib_sys::g_source_unref(ctx as *mut GSource) };
+        unsafe { glib_sys::g_source_unref(src) };
     })
 }
 
@@ -307,11 +356,14 @@ pub unsafe extern "C" fn aio_co_wake(co: *mut Coroutine) {
 /// Runs `co` in `ctx`: scheduled there (`aio_co_schedule`) when `ctx` is not
 /// the calling thread's current context; queued to run when the calling
 /// coroutine yields or ends, when called from a coroutine; entered at once
-/// otherwise. Any thread.
+/// otherwise. Any thread. `ctx` may be NULL when the calling thread has no
+/// current context either (a coroutine run outside any event loop).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aio_co_enter(ctx: *mut AioContext, co: *mut Coroutine) {
     guard("aio_co_enter", || {
-        ctx_ref("aio_co_enter", ctx);
+        if !ctx.is_null() {
+            ctx_ref("aio_co_enter", ctx);
+        }
         // SAFETY: live context and coroutine (contract).
         unsafe { coroutine::enter(ctx.cast(), co_arg("aio_co_enter", co)) }
     })
@@ -570,7 +622,12 @@ pub unsafe extern "C" fn aio_poll(ctx: *mut AioContext, blocking: bool) -> bool 
 /// queued work. Returns false.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aio_prepare(ctx: *mut AioContext) -> bool {
-    guard("aio_prepare", || poll::prepare(ctx_ref("aio_prepare", ctx)))
+    guard("aio_prepare", || {
+        // QEMU's contract: false. (qaio's own GSource prepare uses the
+        // result to keep glib from sleeping with work queued.)
+        poll::prepare(ctx_ref("aio_prepare", ctx));
+        false
+    })
 }
 
 /// GSource helper: true if a registered handler has events glib reported.

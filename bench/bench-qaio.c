@@ -11,9 +11,21 @@
  *   bench-qaio sqe-read  --n 32
  *   bench-qaio timers    --n 10000 --mode ordered|random
  *
+ * The same file, compiled with -DBENCH_QEMU against QEMU's own headers and
+ * libqemuutil.a, is the QEMU peer (bench-qemu, bench-qemu-noring): one copy
+ * of every workload.  QEMU cannot be told which monitor to use; the result
+ * line names the one its context really ran (see qemu_fdmon_name), and
+ * BENCH_QEMU_EPOLL=1 moves a poll(2) context to epoll (below).
+ *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#ifdef BENCH_QEMU
+/* QEMU's headers want osdep.h before anything else. */
+#include "qemu/osdep.h"
+#endif
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -24,24 +36,67 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef BENCH_QEMU
+#include "block/aio.h"
+#include "qapi/error.h"
+#include "qemu/event_notifier.h"
+#include "qemu/timer.h"
+#ifdef CONFIG_LINUX_IO_URING
+#define BENCH_HAVE_SQE 1
+#endif
+#else
 #include "qemu/aio.h"
 #include "qemu/event_notifier.h"
 #include "qemu/timer.h"
+#define BENCH_HAVE_SQE 1
+#endif
 
 #include "common.h"
 
 static BenchOpts opts;
 static AioContext *main_ctx;
 
+#ifdef BENCH_QEMU
+/* Defined in QEMU's util/fdmon-poll.c (declared in a util/ header). */
+extern const FDMonOps fdmon_poll_ops;
+
+/* The monitor a QEMU context uses now: poll(2) until it has 64 fds, then
+ * epoll; io_uring when the build has it and the kernel allowed it. */
+static const char *qemu_fdmon_name(AioContext *ctx)
+{
+    if (ctx->fdmon_ops == &fdmon_poll_ops) {
+        return "poll";
+    }
+#ifdef CONFIG_LINUX_IO_URING
+    if (ctx->fdmon_ops->add_sqe) {
+        return "io_uring";
+    }
+#endif
+    return ctx->epollfd >= 0 ? "epoll" : "?";
+}
+#define context_fdmon_name qemu_fdmon_name
+#define BENCH_IMPL "qemu"
+#else
+#define context_fdmon_name qaio_context_fdmon_name
+#define BENCH_IMPL "qaio"
+#endif
+
 static const char *main_monitor(void)
 {
-    return qaio_context_fdmon_name(main_ctx);
+    return context_fdmon_name(main_ctx);
 }
 
 static BenchInfo info = {
-    .impl = "qaio", .monitor = "?", .driver = "aio_poll", .ops_per_iter = 1,
+    .impl = BENCH_IMPL, .monitor = "?", .driver = "aio_poll", .ops_per_iter = 1,
     .monitor_now = main_monitor,
 };
+
+#ifdef BENCH_QEMU
+static void dummy_read(void *opaque)
+{
+    bench_efd_drain(*(int *)opaque);
+}
+#endif
 
 /* Creates a context current in the calling thread, or reports the row as
  * unavailable (a forced monitor the kernel or the library cannot provide). */
@@ -61,6 +116,30 @@ static AioContext *setup_context(void)
 {
     AioContext *ctx = new_context();
     qemu_set_current_aio_context(ctx);
+#ifdef BENCH_QEMU
+    /*
+     * QEMU upgrades a poll(2) context to epoll once it waits on 64 fds and
+     * never goes back when fds are removed.  BENCH_QEMU_EPOLL=1 uses that to
+     * run QEMU's epoll monitor on rows with fewer fds (notifier, fds-1):
+     * 64 idle eventfds, one aio_poll, then they are removed again.
+     */
+    const char *want_epoll = getenv("BENCH_QEMU_EPOLL");
+    if (want_epoll && *want_epoll == '1' && !strcmp(qemu_fdmon_name(ctx), "poll")) {
+        enum { UPGRADE_FDS = 64 };
+        int dummy[UPGRADE_FDS];
+        for (int i = 0; i < UPGRADE_FDS; i++) {
+            dummy[i] = bench_eventfd();
+            aio_set_fd_handler(ctx, dummy[i], dummy_read, NULL, NULL, NULL, &dummy[i]);
+        }
+        aio_poll(ctx, false);
+        for (int i = 0; i < UPGRADE_FDS; i++) {
+            aio_set_fd_handler(ctx, dummy[i], NULL, NULL, NULL, NULL, NULL);
+            close(dummy[i]);
+        }
+        while (aio_poll(ctx, false)) {
+        }
+    }
+#endif
     if (!main_ctx) {
         main_ctx = ctx;
     }
@@ -403,6 +482,7 @@ static void run_pingpong(void)
 
 /* ---- sqe-nop / sqe-read ------------------------------------------------- */
 
+#ifdef BENCH_HAVE_SQE
 typedef struct {
     CqeHandler h; /* first: the callback gets &h */
     int fd;
@@ -422,15 +502,28 @@ typedef struct {
 
 static SqeState sqe;
 
+/* QEMU hands prep_sqe the ring slot as it is (its users call liburing's
+ * io_uring_prep_*, which clear it); qaio's contract gives a zeroed SQE. */
+static void sqe_clear(struct io_uring_sqe *s)
+{
+#ifdef BENCH_QEMU
+    memset(s, 0, sizeof(*s));
+#else
+    (void)s;
+#endif
+}
+
 static void prep_nop(struct io_uring_sqe *s, void *opaque)
 {
     (void)opaque;
+    sqe_clear(s);
     s->opcode = IORING_OP_NOP;
 }
 
 static void prep_read(struct io_uring_sqe *s, void *opaque)
 {
     SqeReq *r = opaque;
+    sqe_clear(s);
     s->opcode = IORING_OP_READ;
     s->fd = r->fd;
     s->addr = (uintptr_t)r->buf;
@@ -476,7 +569,7 @@ static void run_sqe(bool read)
     s->read = read;
     s->ctx = setup_context();
     if (!aio_has_io_uring()) {
-        info.monitor = qaio_context_fdmon_name(s->ctx);
+        info.monitor = context_fdmon_name(s->ctx);
         bench_unavailable(&info, "aio_add_sqe needs the io_uring monitor");
     }
     s->reqs = calloc(s->batch, sizeof(SqeReq));
@@ -500,6 +593,16 @@ static void run_sqe(bool read)
     }
     bench_run(&info, &opts, sqe_iter, s);
 }
+#else
+static void run_sqe(bool read)
+{
+    info.workload = read ? "sqe-read" : "sqe-nop";
+    info.n = opts.n;
+    AioContext *ctx = setup_context();
+    info.monitor = context_fdmon_name(ctx);
+    bench_unavailable(&info, "this QEMU build has no io_uring (CONFIG_LINUX_IO_URING unset)");
+}
+#endif
 
 /* ---- timers ------------------------------------------------------------- */
 
@@ -573,6 +676,11 @@ int main(int argc, char **argv)
     }
     const char *w = argv[1];
     bench_parse(argc, argv, &opts);
+#ifdef BENCH_QEMU
+    /* What qemu_init_main_loop does first: QEMU's clocks start disabled,
+     * and a disabled clock's timers never fire. */
+    qemu_init_clocks(NULL);
+#endif
     info.workload = w;
     if (!strcmp(w, "bh")) {
         run_bh();

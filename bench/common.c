@@ -2,7 +2,9 @@
  * Shared harness of qaio's benchmark programs (see common.h).
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "common.h"
 
 #include <errno.h>

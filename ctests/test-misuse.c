@@ -503,6 +503,125 @@ static void test_fd_handler_destroyed_source(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* References: unref past zero, or of glib's own reference              */
+/* ------------------------------------------------------------------ */
+
+/* QEMU: a plain g_source_unref of freed memory. qaio keeps a set of live
+ * contexts and refuses a finalized one before touching it. */
+static void test_unref_past_zero(void)
+{
+    if (g_test_subprocess()) {
+        AioContext *c = new_private_context();
+
+        no_core_dumps();
+        aio_context_unref(c);
+        aio_context_unref(c);
+        return;
+    }
+    run_in_subprocess();
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*qaio: aio_context_unref: ctx was already finalized "
+                              "(more aio_context_unref calls than references)\n*");
+}
+
+static void test_ref_after_finalize(void)
+{
+    if (g_test_subprocess()) {
+        AioContext *c = new_private_context();
+
+        no_core_dumps();
+        aio_context_unref(c);
+        aio_context_ref(c);
+        return;
+    }
+    run_in_subprocess();
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*qaio: aio_context_ref: ctx was already finalized*");
+}
+
+/* The one reference left is the GMainContext's: glib would warn, finalize
+ * and free a source it still lists. qaio aborts before. Dropping a
+ * reference while glib holds another is fine. */
+static void test_unref_attached(void)
+{
+    if (g_test_subprocess()) {
+        AioContext *c = new_private_context();
+        GMainContext *gctx = g_main_context_new();
+        GSource *src = aio_get_g_source(c);
+
+        no_core_dumps();
+        g_source_attach(src, gctx);
+        g_source_unref(src);
+        aio_context_ref(c);
+        aio_context_unref(c);
+        aio_context_unref(c); /* the GMainContext still holds the source */
+        g_printerr("still alive\n");
+        aio_context_unref(c);
+        return;
+    }
+    run_in_subprocess();
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*still alive\n*qaio: aio_context_unref: the last reference would be "
+                              "dropped while the context's GSource is still attached to a "
+                              "GMainContext (g_source_destroy it first)\n*");
+}
+
+/* Destroyed first, the last unref is fine. */
+static void test_unref_destroyed(void)
+{
+    if (g_test_subprocess()) {
+        AioContext *c = new_private_context();
+        GMainContext *gctx = g_main_context_new();
+        GSource *src = aio_get_g_source(c);
+
+        g_source_attach(src, gctx);
+        g_source_unref(src);
+        g_source_destroy(&c->source);
+        aio_context_unref(c);
+        g_main_context_unref(gctx);
+        g_printerr("done\n");
+        return;
+    }
+    run_in_subprocess();
+    g_test_trap_assert_passed();
+    g_test_trap_assert_stderr("*done*");
+    g_test_trap_assert_stderr_unmatched("*qaio:*");
+}
+
+/* A GSource destroy notify runs after qaio's finalize (glib's order), with
+ * the object still allocated but the context gone. */
+static gboolean never_cb(gpointer opaque)
+{
+    (void)opaque;
+    g_assert_not_reached();
+}
+
+static void finalizing_set_fd_handler(gpointer opaque)
+{
+    int fds[2];
+
+    g_assert_cmpint(pipe(fds), ==, 0);
+    g_printerr("destroy notify\n");
+    aio_set_fd_handler(opaque, fds[0], unreached_cb, NULL, NULL, NULL, NULL);
+}
+
+static void test_set_fd_handler_finalizing(void)
+{
+    if (g_test_subprocess()) {
+        AioContext *c = new_private_context();
+
+        no_core_dumps();
+        g_source_set_callback(&c->source, never_cb, c, finalizing_set_fd_handler);
+        aio_context_unref(c);
+        return;
+    }
+    run_in_subprocess();
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*destroy notify\n*qaio: aio_set_fd_handler: the AioContext is "
+                              "being finalized (its last reference was dropped)\n*");
+}
+
+/* ------------------------------------------------------------------ */
 /* Other asserted rules                                                  */
 /* ------------------------------------------------------------------ */
 
@@ -538,6 +657,11 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/misuse/finalize/clean", test_clean_finalize);
     g_test_add_func("/aio/misuse/finalize/clean-self-deleted", test_clean_finalize_self_deleted);
     g_test_add_func("/aio/misuse/set-current-twice", test_set_current_twice);
+    g_test_add_func("/aio/misuse/unref/past-zero", test_unref_past_zero);
+    g_test_add_func("/aio/misuse/unref/ref-after-finalize", test_ref_after_finalize);
+    g_test_add_func("/aio/misuse/unref/attached", test_unref_attached);
+    g_test_add_func("/aio/misuse/unref/destroyed-ok", test_unref_destroyed);
+    g_test_add_func("/aio/misuse/finalizing/set-fd-handler", test_set_fd_handler_finalizing);
     g_test_add_func("/aio/misuse/undefined/double-bh-delete", test_double_bh_delete);
     g_test_add_func("/aio/misuse/undefined/timer-free-armed", test_timer_free_armed);
     g_test_add_func("/aio/misuse/undefined/fd-handler-destroyed-source",

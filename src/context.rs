@@ -10,9 +10,11 @@
 //! keeps cross-thread fields on separate cache lines (128-byte aligned).
 
 use std::cell::{Cell, UnsafeCell};
+use std::collections::BTreeSet;
 use std::ffi::{c_int, c_void};
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ptr;
+use std::sync::Mutex;
 use std::sync::atomic::{
     AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, Ordering,
 };
@@ -116,8 +118,23 @@ impl Context {
     /// # Safety
     /// `p` was returned by [`new`] and its last reference was not dropped.
     pub unsafe fn from_source<'a>(p: *mut GSource) -> &'a Context {
+        // SAFETY: forwarded contract.
+        let state = unsafe { Context::state(p) };
+        debug_assert!(!state.is_null(), "AioContext used while being finalized");
         // SAFETY: per the contract the object is initialized.
-        unsafe { &*(*(p as *mut ContextObj)).ctx }
+        unsafe { &*state }
+    }
+
+    /// The state behind a C pointer: NULL before [`new`] finished and from
+    /// [`finalize`] on, while glib still holds the object (its
+    /// `g_source_set_callback` destroy notify runs after finalize). The C
+    /// boundary checks it (`ffi::aio::ctx_ref`).
+    ///
+    /// # Safety
+    /// `p` was returned by [`new`] and glib has not freed it.
+    pub unsafe fn state(p: *mut GSource) -> *mut Context {
+        // SAFETY: per the contract the glib object is allocated.
+        unsafe { (*(p as *mut ContextObj)).ctx }
     }
 
     /// `aio_poll_disabled`: some live handler cannot be polled from
@@ -214,6 +231,25 @@ impl Context {
 
 thread_local! {
     static CURRENT: Cell<*mut GSource> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// The GSource addresses of the contexts alive now, from the end of [`new`]
+/// to the start of [`finalize`]. It lets `aio_context_ref/unref` refuse a
+/// finalized context before touching its (maybe freed) memory: an address
+/// found here is a live object. Taken only by new, finalize and the C
+/// ref/unref, never on the `aio_poll` path. An address glib reused for a
+/// newer context still looks live: that case stays undetectable.
+static LIVE: Mutex<BTreeSet<usize>> = Mutex::new(BTreeSet::new());
+
+fn live_set() -> std::sync::MutexGuard<'static, BTreeSet<usize>> {
+    // Panics abort at the C boundary, so a poisoned set is still consistent.
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// True if `p` is the GSource of a context that was created and not yet
+/// finalized.
+pub fn is_live(p: *mut GSource) -> bool {
+    live_set().contains(&(p as usize))
 }
 
 /// The calling thread's current context (as its GSource), or NULL.
@@ -360,6 +396,7 @@ pub fn new(
         // SAFETY: the program's graph-lock hook, given the finished context.
         unsafe { register(src.cast()) };
     }
+    live_set().insert(src as usize);
     Ok(src)
 }
 
@@ -375,6 +412,7 @@ pub unsafe fn finalize(src: *mut GSource) {
     if state.is_null() {
         return;
     }
+    live_set().remove(&(src as usize));
     // SAFETY: initialized, and nobody else holds a reference any more.
     let ctx = unsafe { &mut *state };
     // glib frees the source's poll records itself from here on.

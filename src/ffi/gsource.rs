@@ -7,14 +7,14 @@ use std::ffi::c_int;
 
 use glib_sys::{GSource, GSourceFunc, GSourceFuncs, gboolean, gpointer};
 
+use super::aio::ctx_ref;
 use super::{guard, misuse};
-use crate::context::{self, Context};
+use crate::context;
 use crate::gsource;
 
 unsafe extern "C" fn prepare(source: *mut GSource, timeout: *mut c_int) -> gboolean {
     guard("aio_ctx_prepare", || {
-        // SAFETY: glib passes our own source while it is alive.
-        let ctx = unsafe { Context::from_source(source) };
+        let ctx = ctx_ref("aio_ctx_prepare", source.cast());
         let t = gsource::prepare(ctx);
         // SAFETY: glib passes a valid out pointer.
         unsafe { *timeout = t };
@@ -24,8 +24,7 @@ unsafe extern "C" fn prepare(source: *mut GSource, timeout: *mut c_int) -> gbool
 
 unsafe extern "C" fn check(source: *mut GSource) -> gboolean {
     guard("aio_ctx_check", || {
-        // SAFETY: glib passes our own source while it is alive.
-        let ctx = unsafe { Context::from_source(source) };
+        let ctx = ctx_ref("aio_ctx_check", source.cast());
         gsource::check(ctx) as gboolean
     })
 }
@@ -42,8 +41,7 @@ unsafe extern "C" fn dispatch(
                 "an AioContext GSource takes no callback (g_source_set_callback)",
             );
         }
-        // SAFETY: glib passes our own source while it is alive.
-        let ctx = unsafe { Context::from_source(source) };
+        let ctx = ctx_ref("aio_ctx_dispatch", source.cast());
         gsource::dispatch(ctx);
         glib_sys::GTRUE
     })

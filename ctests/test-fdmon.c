@@ -800,7 +800,7 @@ static void test_forced_uring_failure(void)
     }
     g_test_trap_subprocess(NULL, SUBPROCESS_TIMEOUT_US, G_TEST_SUBPROCESS_DEFAULT);
     g_test_trap_assert_passed();
-    g_test_trap_assert_stderr("*error: Failed to initialize io_uring: Too many open files*");
+    g_test_trap_assert_stderr("*error: Failed to initialize io_uring: Too many open files\n*");
 }
 
 static int count_open_fds(void)
@@ -849,7 +849,7 @@ static void test_no_fds_left(void)
     }
     g_test_trap_subprocess(NULL, SUBPROCESS_TIMEOUT_US, G_TEST_SUBPROCESS_DEFAULT);
     g_test_trap_assert_passed();
-    g_test_trap_assert_stderr("*poll: Failed to initialize event notifier: Too many open files*"
+    g_test_trap_assert_stderr("*poll: Failed to initialize event notifier: Too many open files\n"
                               "epoll: Failed to initialize event notifier*"
                               "io_uring: Failed to initialize event notifier*");
 }
@@ -888,7 +888,7 @@ static void test_uring_all_or_nothing(void)
     g_test_trap_subprocess(NULL, SUBPROCESS_TIMEOUT_US, G_TEST_SUBPROCESS_DEFAULT);
     g_test_trap_assert_passed();
     if (is_monitor("io_uring")) {
-        g_test_trap_assert_stderr("*error: Failed to initialize io_uring: Too many open files*");
+        g_test_trap_assert_stderr("*error: Failed to initialize io_uring: Too many open files\n*");
     } else {
         /* One warning, naming io_uring, for two contexts. */
         g_test_trap_assert_stderr("*qaio: Failed to initialize io_uring: Too many open files;*done*");

@@ -318,9 +318,12 @@ pub fn new(
 ) -> Result<*mut GSource, String> {
     let forced = Kind::from_env()?;
     let mut notifier = EventNotifier::uninit();
-    notifier
-        .init(false)
-        .map_err(|e| format!("Failed to initialize event notifier: {e}"))?;
+    notifier.init(false).map_err(|e| {
+        format!(
+            "Failed to initialize event notifier: {}",
+            crate::sys::strerror(&e)
+        )
+    })?;
     let monitor = match Monitor::new(forced) {
         Ok(m) => m,
         Err(e) => {

@@ -19,6 +19,8 @@ pub fn prepare(ctx: &Context) -> c_int {
     // From here to check, aio_notify must write the eventfd.
     ctx.begin_gsource_wait();
     let t = timeout_ns_to_ms(poll::compute_timeout(ctx));
+    // True when the monitor holds work glib's poll would not see (io_uring
+    // SQEs the kernel refused for now): sleeping on them would hang.
     if poll::prepare(ctx) { 0 } else { t }
 }
 

@@ -313,7 +313,9 @@ pub(crate) fn poll_set_started(ctx: &Context, ready: *mut AioHandlerList, starte
 }
 
 /// `aio_prepare`: leaves poll mode before glib sleeps and lets the monitor
-/// submit pending work. Returns false (as upstream).
+/// submit pending work. Upstream returns false; here true means glib must
+/// not sleep: the monitor still holds work its poll would not see (io_uring
+/// SQEs the kernel refused with EBUSY/EAGAIN, completions to dispatch).
 pub fn prepare(ctx: &Context) -> bool {
     let mut ready_head = AioHandlerList::default();
     let ready: *mut AioHandlerList = &mut ready_head;
@@ -324,8 +326,7 @@ pub fn prepare(ctx: &Context) -> bool {
     // SAFETY: home thread inside a visit.
     while unsafe { handlers::pop_ready(ready) }.is_some() {}
     ctx.handlers.dec();
-    ctx.monitor.gsource_prepare(ctx);
-    false
+    ctx.monitor.gsource_prepare(ctx)
 }
 
 /// `aio_pending`: does the GSource have handler work?

@@ -36,3 +36,30 @@ pub fn thread_id() -> u64 {
         v
     })
 }
+
+/// The message of an OS error as strerror(3) words it, without the
+/// " (os error N)" of `io::Error`'s Display (QEMU's error texts).
+pub fn strerror(e: &io::Error) -> String {
+    let Some(errno) = e.raw_os_error() else {
+        return e.to_string();
+    };
+    let mut buf = [0u8; 128];
+    // SAFETY: buf is writable for its length; the XSI strerror_r always
+    // NUL-terminates what it writes.
+    let r = unsafe { libc::strerror_r(errno, buf.as_mut_ptr().cast(), buf.len()) };
+    match std::ffi::CStr::from_bytes_until_nul(&buf) {
+        Ok(s) if r == 0 => s.to_string_lossy().into_owned(),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strerror_has_no_os_error_suffix() {
+        let e = io::Error::from_raw_os_error(libc::EMFILE);
+        assert_eq!(strerror(&e), "Too many open files");
+    }
+}

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::context::Context;
 use crate::handlers::{AioHandler, AioHandlerList, Registry};
+use crate::sys::strerror;
 
 /// Which monitor a context uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +93,7 @@ impl Monitor {
             Some(Kind::Epoll) => {
                 m.epoll
                     .create()
-                    .map_err(|e| format!("Failed to create epoll instance: {e}"))?;
+                    .map_err(|e| format!("Failed to create epoll instance: {}", strerror(&e)))?;
                 m.set_kind(Kind::Epoll);
             }
             Some(Kind::IoUring) => {
@@ -106,7 +107,7 @@ impl Monitor {
                 }
                 Ok(None) => {
                     if let Err(e) = m.epoll.create() {
-                        eprintln!("qaio: Failed to create epoll instance: {e}");
+                        eprintln!("qaio: Failed to create epoll instance: {}", strerror(&e));
                     }
                 }
                 Err(e) => return Err(e),
@@ -211,10 +212,10 @@ impl Monitor {
         }
     }
 
-    pub fn gsource_prepare(&self, ctx: &Context) {
-        if self.kind() == Kind::IoUring {
-            self.uring().gsource_prepare(ctx)
-        }
+    /// glib is about to poll: submits queued work (io_uring). True if glib
+    /// must not sleep (work is queued that its poll would not see).
+    pub fn gsource_prepare(&self, ctx: &Context) -> bool {
+        self.kind() == Kind::IoUring && self.uring().gsource_prepare(ctx)
     }
 
     pub fn gsource_check(&self, ctx: &Context) -> bool {

@@ -212,7 +212,9 @@ unsafe extern "C" fn uring_dispatch(ctx: *mut AioContext) -> bool {
 unsafe extern "C" fn uring_gsource_prepare(ctx: *mut AioContext) {
     guard("fdmon_io_uring_ops.gsource_prepare", || {
         let c = ctx_on("fdmon_io_uring_ops.gsource_prepare", ctx, Kind::IoUring);
-        c.monitor.gsource_prepare(c)
+        // QEMU's hook returns nothing: its caller cannot shorten glib's
+        // timeout (qaio's own GSource prepare does).
+        c.monitor.gsource_prepare(c);
     })
 }
 

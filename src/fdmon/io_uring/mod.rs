@@ -43,7 +43,7 @@ mod ring;
 mod sqe;
 
 use std::cell::{Cell, UnsafeCell};
-use std::ffi::{CStr, c_void};
+use std::ffi::c_void;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::ptr;
@@ -60,6 +60,7 @@ use crate::abi::CqeHandler;
 use crate::context::Context;
 use crate::fdmon::{gsource_add_unix_fd, gsource_query_unix_fd, gsource_remove_unix_fd};
 use crate::handlers::{self, AioHandler, AioHandlerList, Registry};
+use crate::sys::strerror;
 
 /// SQ entries, as upstream; the CQ gets twice as many (the kernel default).
 const SQ_ENTRIES: u32 = 128;
@@ -138,6 +139,14 @@ pub struct Uring {
     ctx: AtomicPtr<Context>,
     /// POLL_REMOVE can skip its CQE on success (5.17).
     skip_cqe: bool,
+    /// The timespec of `wait`'s TIMEOUT SQE. Home thread only. It lives here,
+    /// not in `wait`'s frame, because the SQE can outlive the call: when
+    /// io_uring_enter fails with EBUSY/EAGAIN the SQE stays queued and the
+    /// kernel reads the timespec at whichever later io_uring_enter submits
+    /// it. The address is stable (the Uring is boxed), and rewriting the
+    /// value meanwhile is no race: without SQPOLL the kernel reads SQEs only
+    /// inside io_uring_enter, called by this same thread.
+    wait_ts: UnsafeCell<Timespec>,
 }
 
 // SAFETY: the ring, the CQE queue and the stash are used only by the thread
@@ -215,6 +224,7 @@ impl Uring {
             tag: AtomicPtr::new(ptr::null_mut()),
             ctx: AtomicPtr::new(ptr::null_mut()),
             skip_cqe,
+            wait_ts: UnsafeCell::new(Timespec::new()),
         }))
     }
 
@@ -248,12 +258,19 @@ impl Uring {
         // keeps the count-1 TIMEOUT below from being armed after the CQE it
         // should count).
         let sleep = timeout != 0 && !self.completions_waiting();
-        // Read by the kernel when it consumes the TIMEOUT SQE, at the latest
-        // in submit_and_wait below: it must live in this frame until then.
-        let ts = timespec_from_ns(timeout.max(0));
         if sleep && timeout > 0 {
+            // Read by the kernel when it consumes the TIMEOUT SQE, which may
+            // be after this call returns (see `wait_ts`). A stale TIMEOUT
+            // submitted late is harmless: its CQE (user_data 0) is ignored.
+            let ts = self.wait_ts.get();
+            // SAFETY: home thread; the kernel is not inside io_uring_enter
+            // for this ring now (see `wait_ts`).
+            unsafe { ts.write(timespec_from_ns(timeout)) };
             // Count 1: completes with the first other CQE, or at expiry.
-            let e = opcode::Timeout::new(&ts).count(1).build().user_data(0);
+            let e = opcode::Timeout::new(ts.cast_const())
+                .count(1)
+                .build()
+                .user_data(0);
             self.push_sqe(&e);
         }
         // Pushing may have had to reap (see flush_full_sq): check again.
@@ -288,10 +305,16 @@ impl Uring {
     }
 
     /// glib is about to poll: submit what is queued (no timeout SQE, glib
-    /// does the sleeping). Home thread.
-    pub fn gsource_prepare(&self, ctx: &Context) {
+    /// does the sleeping). Returns true if glib must not sleep: the kernel
+    /// refused the submission (EBUSY/EAGAIN) and SQEs are still queued, or
+    /// completions already wait for dispatch. Nothing would make the ring fd
+    /// readable for either. Not `need_wait`: pending task work may belong to
+    /// another thread, and polling for it would spin. Home thread.
+    pub fn gsource_prepare(&self, ctx: &Context) -> bool {
         self.fill_sq(ctx);
         self.submit_and_wait(0);
+        // SAFETY: home thread, no other ring reference alive.
+        !unsafe { self.ring() }.submission().is_empty() || self.completions_waiting()
     }
 
     /// glib polled: is there anything to reap? The ring fd may not have
@@ -376,21 +399,6 @@ fn timespec_from_ns(ns: i64) -> Timespec {
     Timespec::new()
         .sec((ns / NS_PER_SEC) as u64)
         .nsec((ns % NS_PER_SEC) as u32)
-}
-
-/// The message of an errno, as strerror(3) words it.
-fn strerror(e: &io::Error) -> String {
-    let Some(errno) = e.raw_os_error() else {
-        return e.to_string();
-    };
-    let mut buf = [0u8; 128];
-    // SAFETY: buf is writable for its length; the XSI strerror_r always
-    // NUL-terminates what it writes.
-    let r = unsafe { libc::strerror_r(errno, buf.as_mut_ptr().cast(), buf.len()) };
-    match CStr::from_bytes_until_nul(&buf) {
-        Ok(s) if r == 0 => s.to_string_lossy().into_owned(),
-        _ => e.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,12 @@ extern AioContext *ctx;
  */
 void test_init(int *argc, char ***argv);
 
+/* test_init for a program that defines error_setg_internal (as QEMU does):
+ * qaio's errors are then the program's own objects, which qaio's
+ * error_get_pretty and error_free must not see; err_text gives the message
+ * of one, and the program keeps ownership. */
+void test_init_with_errors(int *argc, char ***argv, const char *(*err_text)(Error *err));
+
 /* Name of the fd monitor ctx uses right now ("poll", "epoll", "io_uring"). */
 const char *test_fdmon(void);
 

@@ -641,6 +641,70 @@ static void test_set_current_twice(void)
     g_test_trap_assert_stderr("*qaio: qemu_set_current_aio_context: *");
 }
 
+/* ------------------------------------------------------------------ */
+/* A program without QEMU's hooks (test-qemu-hooks.c has them)          */
+/* ------------------------------------------------------------------ */
+
+static void test_no_coroutine_runtime(void)
+{
+    if (g_test_subprocess()) {
+        /* Never touched: the missing runtime is found first. */
+        static uint64_t fake_coroutine[16];
+        AioContext *c = new_private_context();
+
+        no_core_dumps();
+        aio_co_schedule(c, (Coroutine *)fake_coroutine);
+        return;
+    }
+    run_in_subprocess();
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*qaio: aio_co_schedule: no coroutine runtime*");
+}
+
+static void test_no_thread_pool(void)
+{
+    if (g_test_subprocess()) {
+        AioContext *c = new_private_context();
+
+        no_core_dumps();
+        aio_get_thread_pool(c);
+        return;
+    }
+    run_in_subprocess();
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*qaio: aio_get_thread_pool: no thread pool*");
+}
+
+static void test_no_linux_aio(void)
+{
+    if (g_test_subprocess()) {
+        AioContext *c = new_private_context();
+
+        no_core_dumps();
+        aio_setup_linux_aio(c, NULL);
+        return;
+    }
+    run_in_subprocess();
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*qaio: aio_setup_linux_aio: no Linux AIO*");
+}
+
+static gpointer current_context_thread_fn(gpointer opaque)
+{
+    *(AioContext **)opaque = qemu_get_current_aio_context();
+    return NULL;
+}
+
+/* Without a big lock, a thread that set no context has none. */
+static void test_no_bql_current_context(void)
+{
+    AioContext *seen = ctx;
+
+    g_assert_true(qemu_get_current_aio_context() == ctx);
+    g_thread_join(g_thread_new("no-context", current_context_thread_fn, &seen));
+    g_assert_null(seen);
+}
+
 int main(int argc, char **argv)
 {
     test_init(&argc, &argv);
@@ -666,6 +730,10 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/misuse/undefined/timer-free-armed", test_timer_free_armed);
     g_test_add_func("/aio/misuse/undefined/fd-handler-destroyed-source",
                     test_fd_handler_destroyed_source);
+    g_test_add_func("/aio/misuse/no-hooks/coroutine-runtime", test_no_coroutine_runtime);
+    g_test_add_func("/aio/misuse/no-hooks/thread-pool", test_no_thread_pool);
+    g_test_add_func("/aio/misuse/no-hooks/linux-aio", test_no_linux_aio);
+    g_test_add_func("/aio/misuse/no-hooks/current-context", test_no_bql_current_context);
 
     return g_test_run();
 }

@@ -8,12 +8,23 @@
 //! the lock, briefly, because other threads may insert into it.
 
 use std::cell::UnsafeCell;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+/// Bit 0 of [`LockCnt::state`]: the lock is held.
+const LOCKED: u32 = 1;
+/// One visitor, in [`LockCnt::state`]'s upper bits.
+const VISITOR: u32 = 2;
+
 /// A lock with a visitor count, guarding data of type `T`.
 pub struct LockCnt<T> {
-    count: AtomicU32,
+    /// The visitor count (times [`VISITOR`]) and [`LOCKED`] in one word, as
+    /// in QEMU's futex-based lockcnt: becoming the first visitor of an
+    /// unlocked object is a single compare-and-swap, with no mutex traffic.
+    /// `LOCKED` is set only by the `mutex` holder, so a visitor that finds
+    /// it set with no other visitor waits by taking `mutex`.
+    state: AtomicU32,
     mutex: Mutex<()>,
     data: UnsafeCell<T>,
 }
@@ -47,22 +58,31 @@ impl<T> std::ops::DerefMut for LockGuard<'_, T> {
 impl<T> LockGuard<'_, T> {
     /// The current number of visitors (walkers) of the lists.
     pub fn visitors(&self) -> u32 {
-        self.owner.count.load(Ordering::Acquire)
+        self.owner.visitors()
     }
 
     /// Releases the lock and becomes a visitor in one step.
     pub fn inc_and_unlock(self) {
-        // While the lock is held with a zero count every `inc` is on its slow
+        // While the lock is held with no visitor every `inc` is on its slow
         // path, waiting for the mutex, so the increment lands before any of
-        // them and before the unlock.
-        self.owner.count.fetch_add(1, Ordering::AcqRel);
+        // them and before the unlock (the guard's drop).
+        self.owner.state.fetch_add(VISITOR, Ordering::AcqRel);
+    }
+}
+
+impl<T> Drop for LockGuard<'_, T> {
+    /// Clears `LOCKED` before the mutex is released (the `_guard` field
+    /// drops after this), so a waiting visitor that gets the mutex finds it
+    /// clear.
+    fn drop(&mut self) {
+        self.owner.state.fetch_and(!LOCKED, Ordering::Release);
     }
 }
 
 impl<T> LockCnt<T> {
     pub fn new(data: T) -> Self {
         LockCnt {
-            count: AtomicU32::new(0),
+            state: AtomicU32::new(0),
             mutex: Mutex::new(()),
             data: UnsafeCell::new(data),
         }
@@ -71,6 +91,9 @@ impl<T> LockCnt<T> {
     /// Takes the lock. Must not be called by a thread that already holds it.
     pub fn lock(&self) -> LockGuard<'_, T> {
         let guard = self.mutex.lock().unwrap_or_else(|p| p.into_inner());
+        // Acquire pairs with `dec`'s Release: what the last visitors did
+        // with the data is visible to the holder.
+        self.state.fetch_or(LOCKED, Ordering::Acquire);
         LockGuard {
             owner: self,
             _guard: guard,
@@ -80,11 +103,14 @@ impl<T> LockCnt<T> {
     /// Becomes a visitor. When nobody is visiting, waits for a lock holder
     /// (who may be freeing handlers) to finish first.
     pub fn inc(&self) {
-        let mut cur = self.count.load(Ordering::Relaxed);
-        while cur != 0 {
-            match self.count.compare_exchange_weak(
+        let mut cur = self.state.load(Ordering::Relaxed);
+        // Fast path: there are visitors already, or nobody holds the lock.
+        // The CAS and the lock holder's fetch_or are RMWs of one word, so a
+        // holder either sees this visitor or makes the CAS fail.
+        while cur >= VISITOR || cur & LOCKED == 0 {
+            match self.state.compare_exchange_weak(
                 cur,
-                cur + 1,
+                cur + VISITOR,
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
@@ -92,29 +118,33 @@ impl<T> LockCnt<T> {
                 Err(v) => cur = v,
             }
         }
+        // Locked with no visitor: the holder may be freeing handlers. Wait
+        // for it; with the mutex held nobody sets LOCKED.
         let _g = self.mutex.lock().unwrap_or_else(|p| p.into_inner());
-        self.count.fetch_add(1, Ordering::AcqRel);
+        self.state.fetch_add(VISITOR, Ordering::AcqRel);
     }
 
     /// Stops visiting.
     pub fn dec(&self) {
-        let prev = self.count.fetch_sub(1, Ordering::Release);
-        debug_assert!(prev > 0, "lockcnt underflow");
+        let prev = self.state.fetch_sub(VISITOR, Ordering::Release);
+        debug_assert!(prev >= VISITOR, "lockcnt underflow");
     }
 
     /// If the caller is the only visitor, atomically stops visiting and takes
     /// the lock; otherwise changes nothing and returns `None`.
     pub fn dec_if_lock(&self) -> Option<LockGuard<'_, T>> {
-        if self.count.load(Ordering::Relaxed) != 1 {
+        if self.visitors() != 1 {
             return None;
         }
         let guard = self.lock();
         // Holding the mutex keeps slow-path `inc`s out; the CAS rules out a
         // fast-path `inc` that raced in.
-        match self
-            .count
-            .compare_exchange(1, 0, Ordering::AcqRel, Ordering::Relaxed)
-        {
+        match self.state.compare_exchange(
+            VISITOR | LOCKED,
+            LOCKED,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
             Ok(_) => Some(guard),
             Err(_) => None,
         }
@@ -122,7 +152,7 @@ impl<T> LockCnt<T> {
 
     /// The number of visitors right now.
     pub fn visitors(&self) -> u32 {
-        self.count.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) / VISITOR
     }
 
     /// Direct access for the owner's destructor, when no other thread can

@@ -36,7 +36,10 @@ pub fn compute_timeout(ctx: &Context) -> i64 {
 /// any user callback ran.
 pub fn aio_poll(ctx: &Context, blocking: bool) -> bool {
     ctx.check_home("aio_poll");
-    ctx.poll_depth.fetch_add(1, Ordering::AcqRel);
+    // Only the home thread writes poll_depth: a plain store, no RMW. Release
+    // pairs with check_home's Acquire load in a thread taking the context over.
+    let depth = ctx.poll_depth.load(Ordering::Relaxed);
+    ctx.poll_depth.store(depth + 1, Ordering::Release);
     // The ready list lives in this frame; handlers point into it while
     // linked, so it must not move (it is only used through `ready`).
     let mut ready_head = AioHandlerList::default();
@@ -76,7 +79,7 @@ pub fn aio_poll(ctx: &Context, blocking: bool) -> bool {
     ctx.handlers.dec();
 
     progress |= ctx.tlg.run_timers();
-    ctx.poll_depth.fetch_sub(1, Ordering::AcqRel);
+    ctx.poll_depth.store(depth, Ordering::Release);
     progress
 }
 

@@ -20,21 +20,14 @@ pub fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
     }
 }
 
-/// A small per-thread number identifying the calling thread (never 0).
+/// An identifier of the calling thread, unique among live threads and never
+/// 0: glibc's `pthread_self()`, read from the thread pointer. Unlike a
+/// `thread_local!`, which a shared library reaches through `__tls_get_addr`,
+/// it costs no lookup, and `aio_poll` asks for it on every call. A thread
+/// that exits may see its value reused by a later thread.
 pub fn thread_id() -> u64 {
-    use std::cell::Cell;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! { static ID: Cell<u64> = const { Cell::new(0) }; }
-    ID.with(|id| {
-        let v = id.get();
-        if v != 0 {
-            return v;
-        }
-        let v = NEXT.fetch_add(1, Ordering::Relaxed);
-        id.set(v);
-        v
-    })
+    // SAFETY: pthread_self has no preconditions and cannot fail.
+    unsafe { libc::pthread_self() as u64 }
 }
 
 /// The message of an OS error as strerror(3) words it, without the

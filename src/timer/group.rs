@@ -94,6 +94,7 @@ impl TimerListGroup {
     }
 
     /// The list of clock index `clock`.
+    #[inline]
     pub(super) fn list(&self, clock: usize) -> &TimerList {
         // SAFETY: created in new, freed only in drop.
         unsafe { self.lists[clock].as_ref() }
@@ -101,16 +102,28 @@ impl TimerListGroup {
 
     /// Nanoseconds until the soonest timer of an enabled clock that counts
     /// for deadlines is due (0 if one is), or -1 if there is none.
+    ///
+    /// On every blocking `aio_poll`: the context's own lists are never NULL,
+    /// and empty ones are skipped before any call.
     pub fn deadline_ns(&self) -> i64 {
-        // SAFETY: the lists live as long as self.
-        unsafe { deadline_lists("aio_poll", &self.c_view.tl) }
+        (0..QEMU_CLOCK_MAX)
+            .map(|clock| self.list(clock))
+            .filter(|list| list.has_timers() && use_for_deadline(list.clock()))
+            .fold(-1, |d, list| soonest_timeout(d, list.deadline_ns()))
     }
 
     /// Fires the due timers of every enabled clock; true if any callback ran.
-    /// Each list reads its clock once per call.
+    /// Each list reads its clock once per call. On every `aio_poll`, so
+    /// empty lists are skipped inline.
     pub fn run_timers(&self) -> bool {
-        // SAFETY: the lists live as long as self.
-        unsafe { run_lists("aio_poll", &self.c_view.tl) }
+        let mut progress = false;
+        for clock in 0..QEMU_CLOCK_MAX {
+            let list = self.list(clock);
+            if list.has_timers() {
+                progress |= list.run();
+            }
+        }
+        progress
     }
 
     /// True if any timer is pending, on any clock (enabled or not).

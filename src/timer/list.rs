@@ -321,6 +321,7 @@ impl TimerList {
     }
 
     /// True if a timer is pending on the list (enabled clock or not).
+    #[inline]
     pub fn has_timers(&self) -> bool {
         !self.head.load(Ordering::Acquire).is_null()
     }

@@ -21,7 +21,15 @@ pub fn prepare(ctx: &Context) -> c_int {
     let t = timeout_ns_to_ms(poll::compute_timeout(ctx));
     // True when the monitor holds work glib's poll would not see (io_uring
     // SQEs the kernel refused for now): sleeping on them would hang.
-    if poll::prepare(ctx) { 0 } else { t }
+    let t = if poll::prepare(ctx) { 0 } else { t };
+    if t == 0 {
+        // Ready: glib polls without sleeping and skips check, so leave the
+        // sleeping window now. Otherwise every aio_notify until the next
+        // check (all of dispatch) writes the eventfd for nothing; QEMU does
+        // that, one write per BH scheduled from a coroutine under glib.
+        ctx.end_gsource_wait();
+    }
+    t
 }
 
 /// glib's `check`, after it polled: true if [`dispatch`] has work.

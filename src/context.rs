@@ -229,10 +229,6 @@ impl Context {
     }
 }
 
-thread_local! {
-    static CURRENT: Cell<*mut GSource> = const { Cell::new(ptr::null_mut()) };
-}
-
 /// The GSource addresses of the contexts alive now, from the end of [`new`]
 /// to the start of [`finalize`]. It lets `aio_context_ref/unref` refuse a
 /// finalized context before touching its (maybe freed) memory: an address
@@ -254,7 +250,7 @@ pub fn is_live(p: *mut GSource) -> bool {
 
 /// The calling thread's current context (as its GSource), or NULL.
 pub fn current_raw() -> *mut GSource {
-    CURRENT.with(|c| c.get())
+    crate::sys::current_slot::get().cast()
 }
 
 /// The main loop's context of a program with a big lock (QEMU's BQL), if
@@ -283,7 +279,7 @@ pub fn current_for_program() -> *mut GSource {
 /// Makes `ctx` (a context's GSource, or NULL to clear) the calling thread's
 /// current context.
 pub fn set_current_raw(ctx: *mut GSource) {
-    CURRENT.with(|c| c.set(ctx));
+    crate::sys::current_slot::set(ctx.cast());
 }
 
 /// The context's own notifier: drains the eventfd. Its activity is never

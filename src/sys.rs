@@ -56,3 +56,84 @@ mod tests {
         assert_eq!(strerror(&e), "Too many open files");
     }
 }
+
+/// A pointer-sized thread-local slot of the library (the calling thread's
+/// current AioContext), read and written in two instructions.
+///
+/// A `thread_local!` in a shared library uses the general-dynamic TLS model:
+/// every access calls `__tls_get_addr`, and QEMU asks for its current
+/// context several times per request. On x86-64 the slot is instead defined
+/// in assembly and reached with the initial-exec model (an offset from the
+/// thread pointer, found through the GOT), as C code built with
+/// `-ftls-model=initial-exec` would; glibc reserves static TLS room for
+/// such libraries. Other targets keep a `thread_local!`.
+pub mod current_slot {
+    #[cfg(target_arch = "x86_64")]
+    core::arch::global_asm!(
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".balign 8",
+        ".globl qaio_current_slot",
+        ".hidden qaio_current_slot",
+        ".type qaio_current_slot, @object",
+        ".size qaio_current_slot, 8",
+        "qaio_current_slot:",
+        ".zero 8",
+        ".popsection",
+    );
+
+    /// The slot's value in the calling thread (NULL until first set).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    pub fn get() -> *mut libc::c_void {
+        let v: *mut libc::c_void;
+        // SAFETY: reads this thread's 8-byte slot at its thread-pointer
+        // offset, which the dynamic linker put in the GOT; no other memory
+        // is touched.
+        unsafe {
+            core::arch::asm!(
+                "mov {off}, qword ptr [rip + qaio_current_slot@GOTTPOFF]",
+                "mov {v}, qword ptr fs:[{off}]",
+                off = out(reg) _,
+                v = out(reg) v,
+                options(nostack, readonly, preserves_flags),
+            )
+        };
+        v
+    }
+
+    /// Sets the slot in the calling thread.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    pub fn set(v: *mut libc::c_void) {
+        // SAFETY: writes this thread's slot, as in `get`.
+        unsafe {
+            core::arch::asm!(
+                "mov {off}, qword ptr [rip + qaio_current_slot@GOTTPOFF]",
+                "mov qword ptr fs:[{off}], {v}",
+                off = out(reg) _,
+                v = in(reg) v,
+                options(nostack, preserves_flags),
+            )
+        };
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    thread_local! {
+        static SLOT: std::cell::Cell<*mut libc::c_void> =
+            const { std::cell::Cell::new(std::ptr::null_mut()) };
+    }
+
+    /// The slot's value in the calling thread (NULL until first set).
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline]
+    pub fn get() -> *mut libc::c_void {
+        SLOT.with(|s| s.get())
+    }
+
+    /// Sets the slot in the calling thread.
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline]
+    pub fn set(v: *mut libc::c_void) {
+        SLOT.with(|s| s.set(v));
+    }
+}

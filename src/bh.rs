@@ -9,10 +9,10 @@
 use std::cell::Cell;
 use std::ffi::{CStr, c_char, c_void};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use crate::abi::MemReentrancyGuard;
 use crate::context::Context;
+use crate::sync::{AtomicPtr, AtomicU32, Ordering};
 
 /// Linked on some BH list.
 pub const BH_PENDING: u32 = 1;
@@ -39,12 +39,16 @@ pub struct Bh {
     next: AtomicPtr<Bh>,
     flags: AtomicU32,
     reentrancy_guard: *mut MemReentrancyGuard,
+    /// The loom models check that every BH is freed.
+    #[cfg(loom)]
+    _track: loom::alloc::Track<()>,
 }
 
 impl Bh {
-    /// Allocates an unscheduled BH of `ctx`.
+    /// Allocates an unscheduled BH of `ctx` (NULL only in the loom models,
+    /// which never enqueue through the context).
     pub fn new(
-        ctx: &Context,
+        ctx: *const Context,
         cb: BhFn,
         opaque: *mut c_void,
         name: *const c_char,
@@ -59,6 +63,8 @@ impl Bh {
             next: AtomicPtr::new(ptr::null_mut()),
             flags: AtomicU32::new(flags),
             reentrancy_guard,
+            #[cfg(loom)]
+            _track: loom::alloc::Track::new(()),
         }))
     }
 
@@ -86,26 +92,9 @@ impl Bh {
     /// `bh` is a live BH; after `BH_DELETED` the caller must not touch it again.
     pub unsafe fn enqueue(bh: *mut Bh, new_flags: u32) {
         // SAFETY: the caller guarantees bh is live.
-        let b = unsafe { &*bh };
-        let ctx = b.context();
-        // The RMW orders this BH's flags before the list insertion below, and
-        // the insertion (Release) publishes everything the scheduler wrote.
-        let old = b.flags.fetch_or(BH_PENDING | new_flags, Ordering::AcqRel);
-        if old & BH_PENDING == 0 {
-            let mut head = ctx.bh_list.load(Ordering::Relaxed);
-            loop {
-                b.next.store(head, Ordering::Relaxed);
-                match ctx.bh_list.compare_exchange_weak(
-                    head,
-                    bh,
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break,
-                    Err(h) => head = h,
-                }
-            }
-        }
+        let ctx = unsafe { &*bh }.context();
+        // SAFETY: forwarded contract; a BH's list is its context's.
+        unsafe { ctx.bh_list.push(bh, new_flags) };
         ctx.notify();
     }
 
@@ -136,6 +125,65 @@ impl Bh {
             // SAFETY: as above.
             unsafe { (*guard).engaged_in_io = saved };
         }
+    }
+}
+
+/// The lock-free LIFO list that [`Bh::enqueue`] pushes onto (the context's
+/// `bh_list`): any thread pushes, only the home thread takes.
+pub struct BhList {
+    head: AtomicPtr<Bh>,
+}
+
+impl BhList {
+    pub fn new() -> Self {
+        BhList {
+            head: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// [`Bh::enqueue`] without the notify: sets `new_flags` and links the BH
+    /// unless it is already linked. Any thread.
+    ///
+    /// # Safety
+    /// `bh` is a live BH whose list is this one.
+    #[inline]
+    pub unsafe fn push(&self, bh: *mut Bh, new_flags: u32) {
+        // SAFETY: the caller guarantees bh is live.
+        let b = unsafe { &*bh };
+        // The RMW orders this BH's flags before the list insertion below, and
+        // the insertion (Release) publishes everything the scheduler wrote.
+        let old = b.flags.fetch_or(BH_PENDING | new_flags, Ordering::AcqRel);
+        if old & BH_PENDING == 0 {
+            let mut head = self.head.load(Ordering::Relaxed);
+            loop {
+                b.next.store(head, Ordering::Relaxed);
+                match self.head.compare_exchange_weak(
+                    head,
+                    bh,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(h) => head = h,
+                }
+            }
+        }
+    }
+
+    /// Detaches the whole list (Acquire: pairs with the Release insertion).
+    fn take(&self) -> *mut Bh {
+        self.head.swap(ptr::null_mut(), Ordering::Acquire)
+    }
+
+    /// The most recently pushed BH.
+    fn first(&self) -> *mut Bh {
+        self.head.load(Ordering::Acquire)
+    }
+}
+
+impl Default for BhList {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -231,17 +279,23 @@ fn free(bh: *mut Bh) {
 /// Runs every scheduled BH (`aio_bh_poll`). Home thread only. Returns true if
 /// a non-idle BH ran.
 pub fn poll(ctx: &Context) -> bool {
+    poll_lists(&ctx.bh_list, &ctx.bh_slices)
+}
+
+/// [`poll`] on a given list and slice queue (the loom models' entry).
+#[inline]
+pub fn poll_lists(list: &BhList, slices: &SliceQueue) -> bool {
     let slice = Slice {
-        head: Cell::new(ctx.bh_list.swap(ptr::null_mut(), Ordering::Acquire)),
+        head: Cell::new(list.take()),
         next: Cell::new(ptr::null()),
     };
-    ctx.bh_slices.push_back(&slice);
+    slices.push_back(&slice);
     let mut progress = false;
-    while !ctx.bh_slices.is_empty() {
+    while !slices.is_empty() {
         // SAFETY: the first slice is alive (see SliceQueue::push_back).
-        let first = unsafe { &*ctx.bh_slices.first.get() };
+        let first = unsafe { &*slices.first.get() };
         let Some((bh, flags)) = first.pop() else {
-            ctx.bh_slices.pop_front();
+            slices.pop_front();
             continue;
         };
         if flags & (BH_SCHEDULED | BH_DELETED) == BH_SCHEDULED {
@@ -261,9 +315,14 @@ pub fn poll(ctx: &Context) -> bool {
 /// The BH part of `aio_compute_timeout`: 0 if a non-idle BH is scheduled,
 /// at most 10 ms if only idle ones are, else `timeout` unchanged.
 /// Home thread only.
-pub fn timeout(ctx: &Context, mut timeout: i64) -> i64 {
-    let lists = std::iter::once(ctx.bh_list.load(Ordering::Acquire))
-        .chain(ctx.bh_slices.iter().map(|s| s.head.get()));
+pub fn timeout(ctx: &Context, timeout: i64) -> i64 {
+    timeout_lists(&ctx.bh_list, &ctx.bh_slices, timeout)
+}
+
+/// [`timeout`] on a given list and slice queue (the loom models' entry).
+#[inline]
+pub fn timeout_lists(list: &BhList, slices: &SliceQueue, mut timeout: i64) -> i64 {
+    let lists = std::iter::once(list.first()).chain(slices.iter().map(|s| s.head.get()));
     for mut bh in lists {
         while !bh.is_null() {
             // SAFETY: BHs linked on the context's lists are live; only this
@@ -285,8 +344,8 @@ pub fn timeout(ctx: &Context, mut timeout: i64) -> i64 {
 /// True if any BH (idle ones included) is scheduled and not deleted: the
 /// GSource `check` condition.
 pub fn any_scheduled(ctx: &Context) -> bool {
-    let lists = std::iter::once(ctx.bh_list.load(Ordering::Acquire))
-        .chain(ctx.bh_slices.iter().map(|s| s.head.get()));
+    let lists =
+        std::iter::once(ctx.bh_list.first()).chain(ctx.bh_slices.iter().map(|s| s.head.get()));
     for mut bh in lists {
         while !bh.is_null() {
             // SAFETY: as in `timeout`.
@@ -309,7 +368,7 @@ pub fn finalize(ctx: &Context) {
             "context finalized while aio_bh_poll is running",
         );
     }
-    let mut bh = ctx.bh_list.swap(ptr::null_mut(), Ordering::Acquire);
+    let mut bh = ctx.bh_list.take();
     while !bh.is_null() {
         // SAFETY: nobody else can reach the context any more.
         let b = unsafe { &*bh };

@@ -23,13 +23,14 @@ use crossbeam_utils::CachePadded;
 use glib_sys::{GSource, GSourceFuncs};
 
 use crate::abi::{AioContext, FdMonOpsRef, FdMonTables};
-use crate::bh::{self, Bh, SliceQueue};
+use crate::bh::{self, BhList, SliceQueue};
 use crate::coroutine::{self, CoSchedule};
 use crate::event_notifier::EventNotifier;
 use crate::fdmon::{Kind, Monitor};
 use crate::handlers::{self, AioHandlerList, Registry};
 use crate::hooks;
 use crate::lockcnt::LockCnt;
+use crate::notify::NotifyState;
 use crate::timer::TimerListGroup;
 
 /// QEMU's default upper bound of a context's thread pool.
@@ -47,18 +48,16 @@ pub struct ContextObj {
 /// The state of one AioContext.
 pub struct Context {
     // --- touched by any thread ---
-    /// Bit 0: glib is between prepare and check. Bits 1..: 2 per `aio_poll`
-    /// in its blocking phase.
-    pub(crate) notify_me: CachePadded<AtomicU32>,
-    pub(crate) notified: AtomicBool,
+    /// `notify_me` and `notified`: the wake-up protocol (see notify.rs).
+    pub(crate) notify_state: CachePadded<NotifyState>,
     /// Newly scheduled BHs (lock-free LIFO push).
-    pub(crate) bh_list: CachePadded<AtomicPtr<Bh>>,
+    pub(crate) bh_list: CachePadded<BhList>,
     /// The eventfd `aio_notify` writes to wake the loop.
     pub(crate) notifier: EventNotifier,
     pub(crate) handlers: LockCnt<Registry>,
     /// Set while `handlers.deleted` is non-empty: lets the loop skip the
     /// free pass (and its lock) in the common case.
-    pub(crate) deleted_pending: AtomicBool,
+    pub(crate) deleted_pending: crate::sync::AtomicBool,
     /// Number of live handlers without `io_poll`.
     pub(crate) poll_disable_cnt: AtomicI32,
     pub(crate) poll_max_ns: AtomicI64,
@@ -294,7 +293,7 @@ unsafe extern "C" fn notifier_poll(opaque: *mut c_void) -> bool {
     let offset = std::mem::offset_of!(Context, notifier);
     // SAFETY: opaque is the `notifier` field of a live Context.
     let ctx = unsafe { &*((opaque as *const u8).sub(offset) as *const Context) };
-    ctx.notified.load(Ordering::Relaxed)
+    ctx.notify_state.notified()
 }
 
 unsafe extern "C" fn notifier_poll_ready(_opaque: *mut c_void) {}
@@ -342,12 +341,11 @@ pub fn new(
     // before anyone reads it; the timer lists keep its (final) address.
     let ctx: &Context = unsafe {
         state.write(Context {
-            notify_me: CachePadded::new(AtomicU32::new(0)),
-            notified: AtomicBool::new(false),
-            bh_list: CachePadded::new(AtomicPtr::new(ptr::null_mut())),
+            notify_state: CachePadded::new(NotifyState::new()),
+            bh_list: CachePadded::new(BhList::new()),
             notifier,
             handlers: LockCnt::new(Registry::default()),
-            deleted_pending: AtomicBool::new(false),
+            deleted_pending: crate::sync::AtomicBool::new(false),
             poll_disable_cnt: AtomicI32::new(0),
             poll_max_ns: AtomicI64::new(0),
             poll_grow: AtomicI64::new(0),

@@ -17,6 +17,7 @@ use glib_sys::GPollFD;
 
 use crate::context::Context;
 use crate::fdmon::io_uring::UringNode;
+use crate::lockcnt::LockCnt;
 
 pub const G_IO_IN: u16 = glib_sys::G_IO_IN as u16;
 pub const G_IO_OUT: u16 = glib_sys::G_IO_OUT as u16;
@@ -86,6 +87,16 @@ pub struct AioHandler {
     pub(crate) poll_ns: AtomicI64,
     /// io_uring monitor state.
     pub(crate) uring: UringNode,
+    /// The loom models' use-after-free probe: false once the node is freed.
+    #[cfg(loom)]
+    pub(crate) alive: loom::sync::Arc<crate::sync::AtomicBool>,
+}
+
+#[cfg(loom)]
+impl Drop for AioHandler {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Release);
+    }
 }
 
 // SAFETY: the Cell fields are touched only by the context's home thread
@@ -337,6 +348,49 @@ pub fn set_fd_handler(
     io_poll_ready: IoFn,
     opaque: *mut c_void,
 ) {
+    let Some(free_now) = change_handler(
+        &ctx.handlers,
+        &ctx.deleted_pending,
+        fd,
+        io_read,
+        io_write,
+        io_poll,
+        io_poll_ready,
+        opaque,
+        |reg, old, new, delta| {
+            ctx.poll_disable_cnt.fetch_add(delta, Ordering::Relaxed);
+            ctx.monitor.update(ctx, reg, old, new);
+        },
+    ) else {
+        return;
+    };
+    ctx.notify();
+    if let Some(n) = free_now {
+        // SAFETY: unlinked from every list under the lock with no visitors.
+        drop(unsafe { Box::from_raw(n) });
+    }
+}
+
+/// The registry half of [`set_fd_handler`] (the loom models' entry): under
+/// the lock, replaces or removes the handler of `fd`, lets `update` tell the
+/// monitor (registry, old node, new node, change of the number of handlers
+/// without `io_poll`), and retires the old node: parked on `deleted` while
+/// visitors exist, else unlinked. Returns None if nothing changed (removing
+/// a handler that does not exist), else the node the caller must free once
+/// it has notified the context.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn change_handler(
+    handlers: &LockCnt<Registry>,
+    deleted_pending: &crate::sync::AtomicBool,
+    fd: i32,
+    io_read: IoFn,
+    io_write: IoFn,
+    io_poll: PollFn,
+    io_poll_ready: IoFn,
+    opaque: *mut c_void,
+    update: impl FnOnce(&mut Registry, Option<*mut AioHandler>, Option<*mut AioHandler>, i32),
+) -> Option<Option<*mut AioHandler>> {
     // Polling without a ready callback is meaningless.
     let io_poll = if io_poll_ready.is_none() {
         None
@@ -345,16 +399,14 @@ pub fn set_fd_handler(
     };
     let removing = io_read.is_none() && io_write.is_none() && io_poll.is_none();
 
-    let mut reg = ctx.handlers.lock();
+    let mut reg = handlers.lock();
     let old = reg.find(fd);
     // SAFETY: old is alive while we hold the lock.
     let old_ref = old.map(|n| unsafe { &*n });
     let mut new: Option<*mut AioHandler> = None;
     let delta;
     if removing {
-        let Some(o) = old_ref else {
-            return;
-        };
+        let o = old_ref?;
         o.events_atomic().store(0, Ordering::Relaxed);
         delta = if o.io_poll.is_none() { -1 } else { 0 };
     } else {
@@ -383,13 +435,13 @@ pub fn set_fd_handler(
             poll_idle_timeout: Cell::new(0),
             poll_ns: AtomicI64::new(0),
             uring: UringNode::default(),
+            #[cfg(loom)]
+            alive: loom::sync::Arc::new(crate::sync::AtomicBool::new(true)),
         }));
         reg.all.push(node);
         new = Some(node);
     }
-    ctx.poll_disable_cnt.fetch_add(delta, Ordering::Relaxed);
-
-    ctx.monitor.update(ctx, &mut reg, old, new);
+    update(&mut reg, old, new, delta);
 
     let mut free_now = None;
     if let (Some(o), Some(optr)) = (old_ref, old) {
@@ -409,14 +461,9 @@ pub fn set_fd_handler(
         }
     }
     if !reg.deleted.is_empty() {
-        ctx.deleted_pending.store(true, Ordering::Release);
+        deleted_pending.store(true, Ordering::Release);
     }
-    drop(reg);
-    ctx.notify();
-    if let Some(n) = free_now {
-        // SAFETY: unlinked from every list under the lock with no visitors.
-        drop(unsafe { Box::from_raw(n) });
-    }
+    Some(free_now)
 }
 
 /// Sets the poll begin/end callbacks of the live handler of `fd`
@@ -431,13 +478,27 @@ pub fn set_poll_callbacks(ctx: &Context, fd: i32, begin: IoFn, end: IoFn) {
     }
 }
 
+/// The `opaque` of the live handler of `fd`, if there is one: lets the Rust
+/// API tell its own registration from someone else's. Any thread.
+pub fn live_opaque(ctx: &Context, fd: i32) -> Option<*mut c_void> {
+    let reg = ctx.handlers.lock();
+    // SAFETY: alive while the lock is held.
+    reg.find(fd).map(|n| unsafe { &*n }.opaque)
+}
+
 /// Frees deleted handlers if the caller is the only visitor
 /// (`aio_free_deleted_handlers`). Home thread, inside a visit.
 pub fn free_deleted(ctx: &Context) {
-    if !ctx.deleted_pending.load(Ordering::Acquire) {
+    free_deleted_in(&ctx.handlers, &ctx.deleted_pending);
+}
+
+/// [`free_deleted`] on a given registry (the loom models' entry).
+#[inline(always)]
+pub fn free_deleted_in(handlers: &LockCnt<Registry>, deleted_pending: &crate::sync::AtomicBool) {
+    if !deleted_pending.load(Ordering::Acquire) {
         return;
     }
-    let Some(mut reg) = ctx.handlers.dec_if_lock() else {
+    let Some(mut reg) = handlers.dec_if_lock() else {
         return;
     };
     let reg_ref = &mut *reg;
@@ -459,7 +520,7 @@ pub fn free_deleted(ctx: &Context) {
             true
         }
     });
-    ctx.deleted_pending.store(false, Ordering::Release);
+    deleted_pending.store(false, Ordering::Release);
     reg.inc_and_unlock();
 }
 

@@ -25,8 +25,13 @@
 //!    eventfd behind `EventNotifier`) and [`lockcnt`] (the `QemuLockCnt`
 //!    visitor counter guarding handler lifetime).
 //! 5. [`abi`] (the C-layout types shared by the core and the C ABI, and the
-//!    abort-with-message helper `misuse`) and [`sys`] (syscall helpers):
-//!    they import nothing from the crate.
+//!    abort-with-message helper `misuse`), [`sys`] (syscall helpers) and
+//!    [`sync`] (the atomics and locks of the cross-thread protocols: std's,
+//!    or loom's in the model-checking build): they import nothing from the
+//!    crate.
+//!
+//! `loom_models` (built only with `RUSTFLAGS="--cfg loom"`) model-checks the
+//! notify protocol, the BH list and the handler visitor count with loom.
 
 pub mod abi;
 pub mod bh;
@@ -41,8 +46,12 @@ pub mod hooks;
 pub mod lockcnt;
 pub mod notify;
 pub mod poll;
+pub mod sync;
 pub mod sys;
 pub mod timer;
+
+#[cfg(all(test, loom))]
+mod loom_models;
 
 #[cfg(test)]
 mod header_sync {
@@ -91,7 +100,7 @@ mod layering {
     }
 
     /// The module map's rules: only `ffi` uses `ffi`, and the bottom layer
-    /// (`abi`, `sys`) uses nothing of the crate.
+    /// (`abi`, `sys`, `sync`) uses nothing of the crate.
     #[test]
     fn layers_import_only_downwards() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -108,7 +117,7 @@ mod layering {
                     rel.display()
                 );
             }
-            if rel.starts_with("abi") || rel == Path::new("sys.rs") {
+            if rel.starts_with("abi") || rel == Path::new("sys.rs") || rel == Path::new("sync.rs") {
                 let bad = uses(&file, "crate::");
                 assert!(
                     bad.is_empty(),

@@ -9,8 +9,7 @@
 
 use std::cell::UnsafeCell;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use crate::sync::{AtomicU32, Mutex, MutexGuard, Ordering};
 
 /// Bit 0 of [`LockCnt::state`]: the lock is held.
 const LOCKED: u32 = 1;

@@ -53,22 +53,16 @@ pub fn aio_poll(ctx: &Context, blocking: bool) -> bool {
     let mut progress = try_poll_mode(ctx, ready, &mut timeout);
     debug_assert!(!(progress && timeout != 0));
 
-    let use_notify_me = timeout != 0;
-    if use_notify_me && !ctx.begin_wait() {
-        timeout = 0;
-    }
-    if timeout != 0 || ctx.monitor.need_wait(ctx) {
-        // Poll mode ends only right before a real sleep.
-        if timeout != 0 && poll_set_started(ctx, ready, false) {
-            timeout = 0;
-            progress = true;
+    ctx.notify_state.wait_phase(timeout, |mut timeout| {
+        if timeout != 0 || ctx.monitor.need_wait(ctx) {
+            // Poll mode ends only right before a real sleep.
+            if timeout != 0 && poll_set_started(ctx, ready, false) {
+                timeout = 0;
+                progress = true;
+            }
+            ctx.monitor.wait(ctx, ready, timeout);
         }
-        ctx.monitor.wait(ctx, ready, timeout);
-    }
-    if use_notify_me {
-        ctx.end_wait();
-    }
-    ctx.notify_accept();
+    });
 
     let block_ns = if polling { now() - start } else { 0 };
 

@@ -1,0 +1,471 @@
+//! loom models of the cross-thread protocols, run on the production code
+//! with loom's atomics and Mutex (src/sync.rs). Built only with
+//! `RUSTFLAGS="--cfg loom"`:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" cargo test --release --lib loom
+//! ```
+//!
+//! `LOOM_MAX_PREEMPTIONS` bounds the search (default here: 3).
+//!
+//! What is real and what stands in: [`NotifyState`] (notify, accept, the
+//! `aio_poll` blocking phase and the GSource prepare/check pair), the BH
+//! list ([`BhList::push`], [`bh::poll_lists`], [`bh::timeout_lists`],
+//! [`Bh::cancel`]) and the handler registry ([`handlers::change_handler`],
+//! [`handlers::free_deleted_in`], [`LockCnt`]) are the production
+//! functions. The eventfd and the fd monitor's wait are [`EventFd`], a
+//! loom Mutex/Condvar flag: a wait with timeout -1 parks until the flag is
+//! set, so a lost wake-up is a loom deadlock.
+
+use std::ffi::c_void;
+use std::ptr;
+
+use loom::sync::{Arc, Condvar, Mutex};
+use loom::thread;
+
+use crate::bh::{self, BH_DELETED, BH_IDLE, BH_ONESHOT, BH_SCHEDULED, Bh, BhList, SliceQueue};
+use crate::handlers::{self, AioHandler, Registry};
+use crate::lockcnt::LockCnt;
+use crate::notify::NotifyState;
+use crate::sync::{AtomicBool, AtomicU32, Ordering};
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    // Builder::new reads LOOM_MAX_PREEMPTIONS; bound it when unset.
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b.check(f);
+}
+
+/// The eventfd and the monitor's wait on it.
+struct EventFd {
+    set: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl EventFd {
+    fn new() -> Self {
+        EventFd {
+            set: Mutex::new(false),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// `event_notifier_set`.
+    fn set(&self) {
+        *self.set.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+
+    /// The monitor's wait: -1 sleeps until the eventfd is set; any other
+    /// timeout returns (no timers here, and a bounded sleep ends anyway).
+    fn wait(&self, timeout: i64) {
+        if timeout != -1 {
+            return;
+        }
+        let mut set = self.set.lock().unwrap();
+        while !*set {
+            set = self.cv.wait(set).unwrap();
+        }
+    }
+
+    /// The context notifier's read handler.
+    fn test_and_clear(&self) {
+        *self.set.lock().unwrap() = false;
+    }
+}
+
+/// A context reduced to its wake-up protocol and BH queues.
+struct Loop {
+    notify: NotifyState,
+    eventfd: EventFd,
+    bh_list: BhList,
+    /// Home thread only (the models' main thread).
+    bh_slices: SliceQueue,
+}
+
+// SAFETY: `bh_slices` is touched by the model's home thread only.
+unsafe impl Sync for Loop {}
+// SAFETY: as above.
+unsafe impl Send for Loop {}
+
+impl Loop {
+    fn new() -> Self {
+        Loop {
+            notify: NotifyState::new(),
+            eventfd: EventFd::new(),
+            bh_list: BhList::new(),
+            bh_slices: SliceQueue::new(),
+        }
+    }
+
+    /// `Context::notify`.
+    fn notify(&self) {
+        if self.notify.notify() {
+            self.eventfd.set();
+        }
+    }
+
+    /// `Bh::enqueue` on this loop.
+    fn enqueue(&self, bh: *mut Bh, flags: u32) {
+        // SAFETY: the models enqueue live BHs of this loop only.
+        unsafe { self.bh_list.push(bh, flags) };
+        self.notify();
+    }
+
+    /// One `aio_poll(ctx, blocking)`, reduced to what these models use.
+    fn aio_poll(&self, blocking: bool) -> bool {
+        let timeout = if blocking {
+            bh::timeout_lists(&self.bh_list, &self.bh_slices, -1)
+        } else {
+            0
+        };
+        self.notify
+            .wait_phase(timeout, |timeout| self.eventfd.wait(timeout));
+        self.eventfd.test_and_clear();
+        bh::poll_lists(&self.bh_list, &self.bh_slices)
+    }
+
+    /// One glib iteration: prepare, poll, check, dispatch.
+    fn gsource_iteration(&self) {
+        self.notify.begin_gsource_wait();
+        let timeout = bh::timeout_lists(&self.bh_list, &self.bh_slices, -1);
+        self.eventfd.wait(timeout);
+        self.notify.end_gsource_wait();
+        self.notify.accept();
+        self.eventfd.test_and_clear();
+        bh::poll_lists(&self.bh_list, &self.bh_slices);
+    }
+}
+
+/// What a model BH's callback sees.
+struct Probe {
+    runs: AtomicU32,
+    /// Set by the home thread once it no longer expects the callback.
+    done: AtomicBool,
+}
+
+impl Probe {
+    fn new() -> Arc<Probe> {
+        Arc::new(Probe {
+            runs: AtomicU32::new(0),
+            done: AtomicBool::new(false),
+        })
+    }
+
+    fn runs(&self) -> u32 {
+        self.runs.load(Ordering::SeqCst)
+    }
+}
+
+unsafe extern "C" fn count_run(opaque: *mut c_void) {
+    // SAFETY: the opaque of a model BH is a Probe that outlives the BH.
+    let p = unsafe { &*(opaque as *const Probe) };
+    assert!(!p.done.load(Ordering::SeqCst), "BH ran after delete");
+    p.runs.fetch_add(1, Ordering::SeqCst);
+}
+
+fn new_bh(p: &Arc<Probe>) -> *mut Bh {
+    Bh::new(
+        ptr::null(),
+        Some(count_run),
+        Arc::as_ptr(p) as *mut c_void,
+        ptr::null(),
+        ptr::null_mut(),
+        0,
+    )
+}
+
+/// Shares a raw BH pointer with a model thread.
+#[derive(Clone, Copy)]
+struct BhPtr(*mut Bh);
+// SAFETY: BHs are scheduled from any thread by design.
+unsafe impl Send for BhPtr {}
+
+/// The notify protocol under the `aio_poll` driver: two threads schedule a
+/// BH each while the home thread blocks in `aio_poll` until both ran. A
+/// lost wake-up leaves the home thread parked with work pending: a loom
+/// deadlock.
+#[test]
+#[ignore = "loom finds a lost wake-up (home parked with a BH pending): open, see README Reliability"]
+fn loom_notify_aio_poll() {
+    model(|| {
+        let l = Arc::new(Loop::new());
+        let (pa, pb) = (Probe::new(), Probe::new());
+        let (a, b) = (BhPtr(new_bh(&pa)), BhPtr(new_bh(&pb)));
+        let threads: Vec<_> = [a, b]
+            .into_iter()
+            .map(|bh| {
+                let l = l.clone();
+                thread::spawn(move || l.enqueue(bh.0, BH_SCHEDULED))
+            })
+            .collect();
+        while pa.runs() + pb.runs() < 2 {
+            l.aio_poll(true);
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!((pa.runs(), pb.runs()), (1, 1));
+        l.enqueue(a.0, BH_DELETED);
+        l.enqueue(b.0, BH_DELETED);
+        assert!(!l.aio_poll(false));
+    });
+}
+
+/// The notify protocol under glib's prepare/poll/check, and alternating
+/// with `aio_poll` (the GSource bit and the `aio_poll` count share
+/// `notify_me`).
+#[test]
+#[ignore = "loom finds a lost wake-up (home parked with a BH pending): open, see README Reliability"]
+fn loom_notify_gsource() {
+    model(|| {
+        let l = Arc::new(Loop::new());
+        let (pa, pb) = (Probe::new(), Probe::new());
+        let (a, b) = (BhPtr(new_bh(&pa)), BhPtr(new_bh(&pb)));
+        let threads: Vec<_> = [a, b]
+            .into_iter()
+            .map(|bh| {
+                let l = l.clone();
+                thread::spawn(move || l.enqueue(bh.0, BH_SCHEDULED))
+            })
+            .collect();
+        let mut glib = true;
+        while pa.runs() + pb.runs() < 2 {
+            if glib {
+                l.gsource_iteration();
+            } else {
+                l.aio_poll(true);
+            }
+            glib = !glib;
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!((pa.runs(), pb.runs()), (1, 1));
+        l.enqueue(a.0, BH_DELETED);
+        l.enqueue(b.0, BH_DELETED);
+        l.gsource_iteration();
+    });
+}
+
+/// schedule, schedule_idle and a one-shot from two threads while the home
+/// thread polls: each runs exactly once; the one-shot and the deleted BHs
+/// are freed (loom's Track in `Bh` fails the model on a leak).
+#[test]
+#[ignore = "loom finds a lost wake-up (home parked with a BH pending): open, see README Reliability"]
+fn loom_bh_schedule_idle_oneshot() {
+    model(|| {
+        let l = Arc::new(Loop::new());
+        let (px, py, po) = (Probe::new(), Probe::new(), Probe::new());
+        let (x, y) = (BhPtr(new_bh(&px)), BhPtr(new_bh(&py)));
+        let t1 = {
+            let (l, po) = (l.clone(), po.clone());
+            thread::spawn(move || {
+                l.enqueue(x.0, BH_SCHEDULED);
+                // aio_bh_schedule_oneshot
+                l.enqueue(new_bh(&po), BH_SCHEDULED | BH_ONESHOT);
+            })
+        };
+        let t2 = {
+            let l = l.clone();
+            thread::spawn(move || l.enqueue(y.0, BH_SCHEDULED | BH_IDLE))
+        };
+        while px.runs() + py.runs() + po.runs() < 3 {
+            l.aio_poll(true);
+        }
+        t1.join().unwrap();
+        t2.join().unwrap();
+        assert_eq!((px.runs(), py.runs(), po.runs()), (1, 1, 1));
+        for p in [&px, &py, &po] {
+            p.done.store(true, Ordering::SeqCst);
+        }
+        l.enqueue(x.0, BH_DELETED);
+        l.enqueue(y.0, BH_DELETED);
+        assert!(!l.aio_poll(false));
+    });
+}
+
+/// cancel and delete from two threads while the home thread polls: a
+/// cancelled BH runs at most once and stays allocated; a deleted BH never
+/// runs after its delete and is freed exactly once.
+#[test]
+fn loom_bh_cancel_delete() {
+    model(|| {
+        let l = Arc::new(Loop::new());
+        let (px, py) = (Probe::new(), Probe::new());
+        let (x, y) = (BhPtr(new_bh(&px)), BhPtr(new_bh(&py)));
+        let t1 = {
+            let l = l.clone();
+            thread::spawn(move || {
+                l.enqueue(x.0, BH_SCHEDULED);
+                // SAFETY: x is live until the home thread deletes it.
+                unsafe { &*x.0 }.cancel();
+            })
+        };
+        let t2 = {
+            let l = l.clone();
+            thread::spawn(move || {
+                l.enqueue(y.0, BH_SCHEDULED);
+                l.enqueue(y.0, BH_DELETED);
+            })
+        };
+        l.aio_poll(false);
+        t1.join().unwrap();
+        t2.join().unwrap();
+        // The delete is done and the pass that raced with it is over: y must
+        // never run again (count_run asserts), and this pass frees it.
+        py.done.store(true, Ordering::SeqCst);
+        l.aio_poll(false);
+        assert!(px.runs() <= 1, "cancelled BH ran {} times", px.runs());
+        assert!(py.runs() <= 1, "deleted BH ran {} times", py.runs());
+        // x is still allocated (cancelled, not deleted): run it once more.
+        px.runs.store(0, Ordering::SeqCst);
+        l.enqueue(x.0, BH_SCHEDULED);
+        l.aio_poll(false);
+        assert_eq!(px.runs(), 1);
+        l.enqueue(x.0, BH_DELETED);
+        assert!(!l.aio_poll(false));
+    });
+}
+
+/// A handler registry reduced to the visitor count and the deferred frees.
+struct Handlers {
+    lockcnt: LockCnt<Registry>,
+    deleted_pending: AtomicBool,
+}
+
+impl Handlers {
+    /// `aio_set_fd_handler`'s registry half and its free after unlocking.
+    fn set(&self, fd: i32, read: bool) {
+        let read = if read {
+            Some(noop as unsafe extern "C" fn(*mut c_void))
+        } else {
+            None
+        };
+        let change = handlers::change_handler(
+            &self.lockcnt,
+            &self.deleted_pending,
+            fd,
+            read,
+            None,
+            None,
+            None,
+            ptr::null_mut(),
+            |_, _, _, _| {},
+        );
+        if let Some(Some(n)) = change {
+            // SAFETY: change_handler unlinked it with no visitor.
+            drop(unsafe { Box::from_raw(n) });
+        }
+    }
+
+    /// What a monitor's wait collects under the lock: the live handlers,
+    /// used after the lock is released.
+    fn snapshot(&self) -> Vec<(*mut AioHandler, Arc<AtomicBool>)> {
+        let reg = self.lockcnt.lock();
+        reg.live()
+            // SAFETY: alive while the lock is held.
+            .map(|n| (n, unsafe { &*n }.alive.clone()))
+            .collect()
+    }
+}
+
+unsafe extern "C" fn noop(_opaque: *mut c_void) {}
+
+/// What dispatch does with collected handlers: each must still be allocated.
+fn visit(seen: &[(*mut AioHandler, Arc<AtomicBool>)]) {
+    for (n, alive) in seen {
+        assert!(
+            alive.load(Ordering::Acquire),
+            "handler freed while a visitor holds it"
+        );
+        // SAFETY: checked just above that the node is not freed.
+        let _ = unsafe { &**n }.is_deleted();
+    }
+}
+
+/// Registration and removal from another thread while a nested visit
+/// (`aio_poll` in a callback) walks the registry: a removed handler is freed
+/// only once no visitor holds it, and the last visitor frees it.
+#[test]
+fn loom_handlers_visitors() {
+    model(|| {
+        let h = Arc::new(Handlers {
+            lockcnt: LockCnt::new(Registry::default()),
+            deleted_pending: AtomicBool::new(false),
+        });
+        // A handler present from the start, removed during the visit.
+        h.set(3, true);
+        let t = {
+            let h = h.clone();
+            thread::spawn(move || {
+                h.set(5, true);
+                h.set(3, false);
+                h.set(5, false);
+            })
+        };
+        // aio_poll: visit, nested aio_poll, free pass, leave.
+        h.lockcnt.inc();
+        let outer = h.snapshot();
+        h.lockcnt.inc();
+        let inner = h.snapshot();
+        visit(&outer);
+        visit(&inner);
+        handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
+        h.lockcnt.dec();
+        visit(&outer);
+        handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
+        h.lockcnt.dec();
+        t.join().unwrap();
+        // The next aio_poll's free pass frees what was left parked.
+        h.lockcnt.inc();
+        handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
+        h.lockcnt.dec();
+        let reg = h.lockcnt.lock();
+        assert!(
+            reg.all.is_empty() && reg.deleted.is_empty(),
+            "handler leaked"
+        );
+        assert_eq!(reg.visitors(), 0);
+        for (_, alive) in outer.iter().chain(&inner) {
+            assert!(!alive.load(Ordering::Acquire), "removed handler not freed");
+        }
+    });
+}
+
+/// The smallest form of what the ignored models find: the producer's
+/// `notified = true` ordered before the home thread's `accept` in
+/// `notified`'s modification order, and its work item not yet seen by the
+/// home thread's next look, while its `notify_me` read is stale. C11 allows
+/// it (nothing synchronises the accept with the producer's store); x86-TSO
+/// and ARMv8 do not. Open: whether to make `accept` a swap.
+#[test]
+#[ignore = "C11-allowed lost wake-up, see the doc comment"]
+fn loom_notify_accept_litmus() {
+    model(|| {
+        let ns = Arc::new(NotifyState::new());
+        let work = Arc::new(AtomicU32::new(0));
+        let t = {
+            let (ns, work) = (ns.clone(), work.clone());
+            thread::spawn(move || {
+                work.fetch_add(1, Ordering::Release);
+                ns.notify()
+            })
+        };
+        // aio_poll #1: block, wake, accept, take the work.
+        assert!(ns.begin_wait());
+        ns.end_wait();
+        ns.accept();
+        let taken = work.swap(0, Ordering::Acquire);
+        // aio_poll #2: compute the timeout, then announce the sleep.
+        let pending = work.load(Ordering::Acquire);
+        let sleeps = ns.begin_wait();
+        let kicked = t.join().unwrap();
+        assert!(
+            kicked || !sleeps || taken + pending != 0,
+            "lost wake-up: work pending, no eventfd write, and the loop sleeps"
+        );
+    });
+}

@@ -9,6 +9,7 @@
 //! outermost visitor frees it when it leaves.
 
 use std::cell::{Cell, UnsafeCell};
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, Ordering};
@@ -303,6 +304,9 @@ pub unsafe fn poll_list_iter(ctx: &Context) -> impl Iterator<Item = *mut AioHand
 pub struct Registry {
     /// Every handler not yet freed, oldest first (deleted ones included).
     pub all: Vec<*mut AioHandler>,
+    /// The live (not deleted) handler of each fd, so that registering N fds
+    /// costs O(N), not the O(N^2) of a list walk per registration.
+    by_fd: HashMap<i32, *mut AioHandler>,
     /// Deleted handlers waiting for the last visitor to leave.
     pub deleted: Vec<*mut AioHandler>,
 }
@@ -314,11 +318,7 @@ unsafe impl Send for Registry {}
 impl Registry {
     /// The live (not deleted) handler of `fd`.
     pub fn find(&self, fd: i32) -> Option<*mut AioHandler> {
-        self.all.iter().rev().copied().find(|&n| {
-            // SAFETY: nodes in the registry are alive while the lock is held.
-            let n = unsafe { &*n };
-            n.fd() == fd && !n.is_deleted()
-        })
+        self.by_fd.get(&fd).copied()
     }
 
     /// Live handlers with requested events, oldest first.
@@ -442,6 +442,11 @@ pub fn change_handler(
         new = Some(node);
     }
     update(&mut reg, old, new, delta);
+    // `old`, if any, is superseded: deleted now or by the monitor.
+    match new {
+        Some(n) => reg.by_fd.insert(fd, n),
+        None => reg.by_fd.remove(&fd),
+    };
 
     let mut free_now = None;
     if let (Some(o), Some(optr)) = (old_ref, old) {
@@ -456,7 +461,10 @@ pub fn change_handler(
             o.mark_deleted();
             // SAFETY: no visitor exists and we hold the lock.
             unsafe { poll_list_remove(optr) };
-            reg.all.retain(|&n| n != optr);
+            // One node: stop at it (retain would always scan everything).
+            if let Some(i) = reg.all.iter().position(|&n| n == optr) {
+                reg.all.remove(i);
+            }
             free_now = Some(optr);
         }
     }
@@ -527,6 +535,7 @@ pub fn free_deleted_in(handlers: &LockCnt<Registry>, deleted_pending: &crate::sy
 /// Frees every handler at finalize; none of their callbacks runs.
 pub fn finalize(reg: &mut Registry) {
     reg.deleted.clear();
+    reg.by_fd.clear();
     for n in reg.all.drain(..) {
         // SAFETY: the context is being finalized; nobody can reach it.
         drop(unsafe { Box::from_raw(n) });

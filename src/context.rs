@@ -311,7 +311,16 @@ pub fn new(
     funcs: &'static GSourceFuncs,
     fdmon_tables: FdMonTables,
 ) -> Result<*mut GSource, String> {
-    let forced = Kind::from_env()?;
+    new_with_fdmon(funcs, fdmon_tables, Kind::from_env()?)
+}
+
+/// [`new`] with the fd monitor chosen by the caller (`None`: io_uring where
+/// the kernel allows it, else poll(2)) instead of `QAIO_FDMON`.
+pub fn new_with_fdmon(
+    funcs: &'static GSourceFuncs,
+    fdmon_tables: FdMonTables,
+    forced: Option<Kind>,
+) -> Result<*mut GSource, String> {
     let mut notifier = EventNotifier::uninit();
     notifier.init(false).map_err(|e| {
         format!(

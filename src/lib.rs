@@ -3,11 +3,15 @@
 //! QEMU's C API (`qemu/aio.h`, `qemu/timer.h`, `qemu/event_notifier.h`).
 //!
 //! Module map, top to bottom. A module uses only modules of its own layer or
-//! below; nothing outside [`ffi`] imports from it.
+//! below; nothing outside [`ffi`] imports from it, except that [`api`]
+//! creates contexts with the C ABI's `GSourceFuncs` and fdmon tables.
 //!
-//! 1. [`ffi`]: the C ABI, the only place with exported `extern "C"`
-//!    functions (and glib's `GSourceFuncs`): thin shims that check pointers,
-//!    guard against panics and call the core.
+//! 1. The two consumers of the core, side by side:
+//!    - [`ffi`]: the C ABI, the only place with exported `extern "C"`
+//!      functions (and glib's `GSourceFuncs`): thin shims that check
+//!      pointers, guard against panics and call the core.
+//!    - [`api`]: the safe Rust API (closures, handles, an async executor),
+//!      mirroring the C shims' rule checks.
 //! 2. The core:
 //!    - [`context`]: the AioContext object, its lifecycle and reference counting.
 //!    - [`poll`]: `aio_poll` and adaptive userspace polling.
@@ -34,6 +38,7 @@
 //! notify protocol, the BH list and the handler visitor count with loom.
 
 pub mod abi;
+pub mod api;
 pub mod bh;
 pub mod context;
 pub mod coroutine;
@@ -110,7 +115,15 @@ mod layering {
             let rel = file.strip_prefix(&src).unwrap();
             // lib.rs declares the modules (and holds this test).
             if !rel.starts_with("ffi") && rel != Path::new("lib.rs") {
-                let bad = uses(&file, "crate::ffi");
+                let mut bad = uses(&file, "crate::ffi");
+                // The one exception: a context the Rust API creates is the
+                // same C object as one from aio_context_new.
+                if rel == Path::new("api/context.rs") {
+                    bad.retain(|l| {
+                        !l.contains("crate::ffi::gsource::AIO_SOURCE_FUNCS")
+                            && !l.contains("crate::ffi::fdmon::tables()")
+                    });
+                }
                 assert!(
                     bad.is_empty(),
                     "src/{} imports from ffi: {bad:?}",

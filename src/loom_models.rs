@@ -27,7 +27,7 @@ use crate::bh::{self, BH_DELETED, BH_IDLE, BH_ONESHOT, BH_SCHEDULED, Bh, BhList,
 use crate::handlers::{self, AioHandler, Registry};
 use crate::lockcnt::LockCnt;
 use crate::notify::NotifyState;
-use crate::sync::{AtomicBool, AtomicU32, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, Ordering, fence};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
@@ -127,11 +127,19 @@ impl Loop {
         bh::poll_lists(&self.bh_list, &self.bh_slices)
     }
 
-    /// One glib iteration: prepare, poll, check, dispatch.
-    fn gsource_iteration(&self) {
+    /// One glib iteration (`g_main_context_iteration(may_block)`): prepare,
+    /// poll, check, dispatch, as `gsource::prepare`/`check` do them.
+    fn gsource_iteration(&self, may_block: bool) {
+        // prepare
         self.notify.begin_gsource_wait();
         let timeout = bh::timeout_lists(&self.bh_list, &self.bh_slices, -1);
-        self.eventfd.wait(timeout);
+        if timeout == 0 {
+            // Ready: glib will not sleep; leave the window now.
+            self.notify.end_gsource_wait();
+        }
+        // poll: a non-blocking iteration polls with timeout 0.
+        self.eventfd.wait(if may_block { timeout } else { 0 });
+        // check
         self.notify.end_gsource_wait();
         self.notify.accept();
         self.eventfd.test_and_clear();
@@ -188,7 +196,6 @@ unsafe impl Send for BhPtr {}
 /// lost wake-up leaves the home thread parked with work pending: a loom
 /// deadlock.
 #[test]
-#[ignore = "loom finds a lost wake-up (home parked with a BH pending): open, see README Reliability"]
 fn loom_notify_aio_poll() {
     model(|| {
         let l = Arc::new(Loop::new());
@@ -218,7 +225,6 @@ fn loom_notify_aio_poll() {
 /// with `aio_poll` (the GSource bit and the `aio_poll` count share
 /// `notify_me`).
 #[test]
-#[ignore = "loom finds a lost wake-up (home parked with a BH pending): open, see README Reliability"]
 fn loom_notify_gsource() {
     model(|| {
         let l = Arc::new(Loop::new());
@@ -234,7 +240,7 @@ fn loom_notify_gsource() {
         let mut glib = true;
         while pa.runs() + pb.runs() < 2 {
             if glib {
-                l.gsource_iteration();
+                l.gsource_iteration(true);
             } else {
                 l.aio_poll(true);
             }
@@ -246,7 +252,9 @@ fn loom_notify_gsource() {
         assert_eq!((pa.runs(), pb.runs()), (1, 1));
         l.enqueue(a.0, BH_DELETED);
         l.enqueue(b.0, BH_DELETED);
-        l.gsource_iteration();
+        // Non-blocking: deleted BHs are no work, a blocking glib iteration
+        // would (rightly) sleep for ever here.
+        l.gsource_iteration(false);
     });
 }
 
@@ -254,7 +262,6 @@ fn loom_notify_gsource() {
 /// thread polls: each runs exactly once; the one-shot and the deleted BHs
 /// are freed (loom's Track in `Bh` fails the model on a leak).
 #[test]
-#[ignore = "loom finds a lost wake-up (home parked with a BH pending): open, see README Reliability"]
 fn loom_bh_schedule_idle_oneshot() {
     model(|| {
         let l = Arc::new(Loop::new());
@@ -435,37 +442,126 @@ fn loom_handlers_visitors() {
     });
 }
 
-/// The smallest form of what the ignored models find: the producer's
-/// `notified = true` ordered before the home thread's `accept` in
-/// `notified`'s modification order, and its work item not yet seen by the
-/// home thread's next look, while its `notify_me` read is stale. C11 allows
-/// it (nothing synchronises the accept with the producer's store); x86-TSO
-/// and ARMv8 do not. Open: whether to make `accept` a swap.
-#[test]
-#[ignore = "C11-allowed lost wake-up, see the doc comment"]
-fn loom_notify_accept_litmus() {
-    model(|| {
-        let ns = Arc::new(NotifyState::new());
-        let work = Arc::new(AtomicU32::new(0));
-        let t = {
-            let (ns, work) = (ns.clone(), work.clone());
-            thread::spawn(move || {
-                work.fetch_add(1, Ordering::Release);
-                ns.notify()
+/// What the litmus models need of a wake-up protocol.
+trait Protocol: Send + Sync + 'static {
+    fn new() -> Self;
+    /// The producer side; true if it writes the eventfd.
+    fn notify(&self) -> bool;
+    fn accept(&self);
+    /// The sleeper's announcement; true if it may sleep.
+    fn begin_wait(&self) -> bool;
+}
+
+impl Protocol for NotifyState {
+    fn new() -> Self {
+        NotifyState::new()
+    }
+    fn notify(&self) -> bool {
+        NotifyState::notify(self)
+    }
+    fn accept(&self) {
+        NotifyState::accept(self)
+    }
+    fn begin_wait(&self) -> bool {
+        NotifyState::begin_wait(self)
+    }
+}
+
+/// The protocol as QEMU's util/async.c has it (and qaio had it): plain
+/// stores to `notified`. Kept to show that the litmus models detect its
+/// lost wake-up (see `NotifyState`'s "Why `notified` is only written by
+/// RMWs").
+struct PlainStoreNotify {
+    notify_me: AtomicU32,
+    notified: AtomicBool,
+}
+
+impl Protocol for PlainStoreNotify {
+    fn new() -> Self {
+        PlainStoreNotify {
+            notify_me: AtomicU32::new(0),
+            notified: AtomicBool::new(false),
+        }
+    }
+    fn notify(&self) -> bool {
+        self.notified.store(true, Ordering::Release);
+        fence(Ordering::SeqCst);
+        self.notify_me.load(Ordering::Relaxed) != 0
+    }
+    fn accept(&self) {
+        self.notified.store(false, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+    fn begin_wait(&self) -> bool {
+        let v = self.notify_me.load(Ordering::Relaxed);
+        self.notify_me.store(v + 2, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        !self.notified.load(Ordering::Relaxed)
+    }
+}
+
+/// The litmus form of the lost wake-up, with `producers` threads each
+/// publishing a work item and notifying, and the home thread doing a
+/// non-blocking `aio_poll` (accept, take the work) followed by the start of
+/// a blocking one (read the work for the timeout, announce the sleep).
+/// `notify_me` is raised only by that announcement, so a producer's
+/// "write the eventfd" answer means it saw it. Forbidden: the loop sleeps,
+/// no producer wrote the eventfd, and some work item was never seen.
+///
+/// Under the plain-store protocol this is the C++20-allowed execution
+/// `Fa < Fp < Fb` in the SC order with `Np < A` in `notified`'s
+/// modification order (see `NotifyState`).
+fn notify_accept_litmus<P: Protocol>(producers: usize) {
+    model(move || {
+        let ns = Arc::new(P::new());
+        let work: Arc<Vec<AtomicU32>> =
+            Arc::new((0..producers).map(|_| AtomicU32::new(0)).collect());
+        let threads: Vec<_> = (0..producers)
+            .map(|i| {
+                let (ns, work) = (ns.clone(), work.clone());
+                thread::spawn(move || {
+                    // The BH push: an RMW on the list, release.
+                    work[i].fetch_add(1, Ordering::Release);
+                    ns.notify()
+                })
             })
-        };
-        // aio_poll #1: block, wake, accept, take the work.
-        assert!(ns.begin_wait());
-        ns.end_wait();
+            .collect();
+        // aio_poll(false): accept, then take the work (aio_bh_poll's swap).
         ns.accept();
-        let taken = work.swap(0, Ordering::Acquire);
-        // aio_poll #2: compute the timeout, then announce the sleep.
-        let pending = work.load(Ordering::Acquire);
+        let taken: Vec<u32> = work.iter().map(|w| w.swap(0, Ordering::Acquire)).collect();
+        // aio_poll(true): compute the timeout, then announce the sleep.
+        let pending: Vec<u32> = work.iter().map(|w| w.load(Ordering::Acquire)).collect();
         let sleeps = ns.begin_wait();
-        let kicked = t.join().unwrap();
+        let kicked = threads
+            .into_iter()
+            .fold(false, |k, t| t.join().unwrap() | k);
+        let all_seen = taken.iter().zip(&pending).all(|(t, p)| t + p != 0);
         assert!(
-            kicked || !sleeps || taken + pending != 0,
-            "lost wake-up: work pending, no eventfd write, and the loop sleeps"
+            kicked || !sleeps || all_seen,
+            "lost wake-up: work pending, no eventfd write, and the loop sleeps {:?} {:?}",
+            taken,
+            pending
         );
     });
+}
+
+/// One producer against `NotifyState`.
+#[test]
+fn loom_notify_accept_litmus() {
+    notify_accept_litmus::<NotifyState>(1);
+}
+
+/// Two producers against `NotifyState`: the case that needs the producer's
+/// swap too (with plain producer stores `Np1 < Np2 < A`, the clear reads
+/// `Np2` and does not synchronise with the first producer).
+#[test]
+fn loom_notify_accept_two_producers() {
+    notify_accept_litmus::<NotifyState>(2);
+}
+
+/// The plain-store protocol loses the wake-up: loom must find it.
+#[test]
+#[should_panic(expected = "lost wake-up")]
+fn loom_notify_accept_litmus_plain_stores() {
+    notify_accept_litmus::<PlainStoreNotify>(1);
 }

@@ -1,6 +1,7 @@
 //! `aio_notify` and the `notify_me`/`notified` protocol that lets a context
 //! skip the eventfd write when nobody sleeps. Corresponds to the notify part
-//! of util/async.c (see docs/devel/... aio_notify_accept.promela upstream).
+//! of util/async.c (QEMU models it in docs/spin/aio_notify*.promela, sequentially
+//! consistent; see [`NotifyState`] for the weak-memory case they miss).
 //!
 //! The protocol lives in [`NotifyState`], which the context embeds; the
 //! context adds the eventfd. The loom models run `NotifyState` as it is.
@@ -9,6 +10,50 @@ use crate::context::Context;
 use crate::sync::{AtomicBool, AtomicU32, Ordering, fence};
 
 /// The two words of the wake-up protocol. The eventfd is the owner's.
+///
+/// # Why `notified` is only written by RMWs
+///
+/// QEMU (util/async.c) and qaio before this change wrote it with plain
+/// stores: `aio_notify` is `work; notified = true (release); fence(SeqCst);
+/// load notify_me`, `aio_notify_accept` is `notified = false; fence(SeqCst)`.
+/// `aio_poll` computes its timeout (reads the BH list) *before* its
+/// `notify_me += 2; fence(SeqCst); load notified`, so it relies on
+/// `notified` to catch work it did not see. Under the C++20 model (Rust's)
+/// that allows a lost wake-up, with one producer P and the home thread H:
+///
+/// ```text
+/// P: W  work (BH push)               H: ...wait #1, woken...
+///    Np notified = true  (release)      A  notified = false       (accept)
+///    Fp fence(SeqCst)                   Fa fence(SeqCst)
+///    Lp notify_me -> 0   (no kick)      Rw BH list -> empty         (bh poll,
+///                                                     next timeout = -1)
+///                                       Wm notify_me = 2
+///                                       Fb fence(SeqCst)
+///                                       Rn notified -> false   => sleeps
+/// ```
+///
+/// with the SC order `Fa < Fp < Fb` and the modification order of
+/// `notified` `Np < A`. Every constraint of [atomics.order]/4 holds:
+/// `Rw` coherence-before `W` only forces `Fa < Fp`; `Lp` reading the 0 of
+/// `end_wait` (not `Wm`) only forces `Fp < Fb`; `Fp < Fb` forces `Rn` to read
+/// `Np` or later in modification order, and `A` *is* later. Nothing orders
+/// `Np` before `A` the other way: rule 4.4 needs an SC fence *before* `Np`
+/// in P (P has one only after it), and `A` never reads `Np`, so no
+/// synchronisation either. This is the "R" shape (release on one side, full
+/// fence on the other), which C++20 and POWER (R+lwsync+sync) allow, x86-TSO
+/// and ARMv8 forbid. QEMU's promela models are sequentially consistent and
+/// cannot see it.
+///
+/// With `notify` a release swap and `accept` an acquire swap, `A` reads
+/// the value just before it in modification order; if `Np` precedes `A`,
+/// that value lies in `Np`'s release sequence (all modifications are RMWs),
+/// so `Np` synchronises with `A` and `Rw` sees `W`. If `A` precedes `Np`,
+/// `Rn` reads `Np` (or a later clear that synchronised with P) whenever
+/// `Fp < Fb`, and `Lp` reads `Wm` whenever `Fb < Fp`. A swap only in
+/// `accept` is not enough: with two producers `Np1 < Np2 < A`, `A` reads
+/// `Np2` and a plain `Np1` heads no release sequence reaching `A`.
+/// `loom_notify_accept_litmus` and `loom_notify_accept_two_producers` check
+/// both (loom does model release sequences and SC fences).
 pub struct NotifyState {
     /// Bit 0: glib is between prepare and check. Bits 1..: 2 per `aio_poll`
     /// in its blocking phase.
@@ -26,23 +71,46 @@ impl NotifyState {
 
     /// The producer side of `aio_notify`: returns true if the owner must
     /// write its eventfd (someone may sleep). Any thread.
+    ///
+    /// Two pairings, see the [`NotifyState`] section "Why `notified` is only
+    /// written by RMWs":
+    ///
+    /// - The SeqCst fence pairs with the one in `begin_wait` /
+    ///   `begin_gsource_wait` (store-buffering / Dekker on `notified` and
+    ///   `notify_me`): either the sleeper's load after its fence sees our
+    ///   `notified` (or the loop's RMW that consumed it, which synchronised
+    ///   with us), or our `notify_me` load sees its announcement and we write
+    ///   the eventfd. The GSource path reads the work itself after its fence,
+    ///   which this fence (after the work item) also covers.
+    /// - The swap is a release RMW: with [`accept`](Self::accept) also an RMW,
+    ///   every modification of `notified` is an RMW, so any `accept` that
+    ///   comes after ours in `notified`'s modification order reads from our
+    ///   release sequence and synchronises with us: the loop that clears our
+    ///   `true` sees the work item (BH link, timer, handler) published before
+    ///   it. A plain store here would let a clear overwrite it unseen.
+    ///
+    /// Never skip the write because `notified` was already set: that loses
+    /// wake-ups (QEMU's docs/spin/aio_notify_bug.promela, BUG2).
     #[inline]
     pub fn notify(&self) -> bool {
-        // Release: the work item (BH link, timer, handler) is visible before
-        // `notified`. The SeqCst fence pairs with the one in `begin_wait` /
-        // `begin_gsource_wait`: either the sleeper sees `notified`, or we see
-        // its `notify_me` and write the eventfd. Never skip the write because
-        // `notified` was already set: that loses wake-ups.
-        self.notified.store(true, Ordering::Release);
+        self.notified.swap(true, Ordering::Release);
         fence(Ordering::SeqCst);
         self.notify_me.load(Ordering::Relaxed) != 0
     }
 
     /// Clears `notified` after a wait. Home thread.
+    ///
+    /// An acquire RMW: it reads the latest `notified` in modification order,
+    /// so if it clears some producer's `true` it synchronises with that
+    /// producer (release sequence, see [`notify`](Self::notify)) and the
+    /// reads of BHs, timers and handlers that follow see its work. No fence
+    /// after it: a producer whose `true` comes after this clear in `notified`'s
+    /// modification order is caught by the next `begin_wait`/`check` Dekker
+    /// pair instead (its fence reads that `true`, or the producer reads
+    /// `notify_me`), and the GSource path reads the work after its own fence.
     #[inline]
     pub fn accept(&self) {
-        self.notified.store(false, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        self.notified.swap(false, Ordering::Acquire);
     }
 
     /// Has a notification arrived since the last [`accept`](Self::accept)?

@@ -31,7 +31,7 @@ const HEADERS: &[Header] = &[
     },
     Header {
         path: "qemu/timer.h",
-        sources: &["src/abi/timer.rs", "src/ffi/timer.rs"],
+        sources: &["src/abi/timer.rs", "src/ffi/timer.rs", "src/ffi/clock.rs"],
         include_guard: "QEMU_TIMER_H",
         prelude: "src/ffi/timer.prelude.h",
     },

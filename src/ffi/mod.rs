@@ -10,6 +10,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod aio;
+pub mod clock;
 pub mod error;
 pub mod event_notifier;
 pub mod fdmon;

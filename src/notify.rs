@@ -7,7 +7,7 @@
 //! context adds the eventfd. The loom models run `NotifyState` as it is.
 
 use crate::context::Context;
-use crate::sync::{AtomicBool, AtomicU32, Ordering, fence};
+use crate::sync::{AtomicBool, AtomicU32, Ordering, fence, fence_after_rmw};
 
 /// The two words of the wake-up protocol. The eventfd is the owner's.
 ///
@@ -94,7 +94,7 @@ impl NotifyState {
     #[inline]
     pub fn notify(&self) -> bool {
         self.notified.swap(true, Ordering::Release);
-        fence(Ordering::SeqCst);
+        fence_after_rmw();
         self.notify_me.load(Ordering::Relaxed) != 0
     }
 
@@ -162,7 +162,7 @@ impl NotifyState {
     #[inline]
     pub fn begin_gsource_wait(&self) {
         self.notify_me.fetch_or(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        fence_after_rmw();
     }
 
     /// GSource check (or a prepare that found work): glib's sleep is over.

@@ -4,6 +4,8 @@
 
 use super::*;
 
+/// What a standalone list's notify callback saw: calls and clock types.
+#[derive(Default)]
 struct NotifyLog {
     calls: Mutex<Vec<QEMUClockType>>,
 }

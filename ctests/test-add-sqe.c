@@ -497,6 +497,55 @@ static void test_nested_poll_in_callback(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* aio_add_sqe inside prep_sqe                                               */
+
+#define NESTED_ADDS 3
+static Req prep_nested_reqs[1 + NESTED_ADDS];
+
+/* The outer prep adds more requests while its own SQE is half made (the
+ * library prepares SQEs in place in the ring): each gets its own zeroed
+ * SQE, and the half-made one is never handed to the kernel early. */
+static void prep_nop_adding(struct io_uring_sqe *sqe, void *opaque)
+{
+    (void)opaque;
+    g_assert_cmpuint(sqe->opcode, ==, 0);
+    sqe->opcode = 0xff; /* not an opcode: must not reach the kernel */
+    for (int i = 1; i <= NESTED_ADDS; i++) {
+        add_nop(&prep_nested_reqs[i]);
+    }
+    io_uring_prep_nop(sqe);
+}
+
+static void test_add_in_prep(gconstpointer data)
+{
+    Driver d = driver_of(data);
+
+    if (!need_io_uring()) {
+        return;
+    }
+    log_reset();
+    for (int i = 0; i <= NESTED_ADDS; i++) {
+        req_init(&prep_nested_reqs[i], 'a' + i);
+    }
+    aio_add_sqe(prep_nop_adding, NULL, &prep_nested_reqs[0].h);
+    for (int i = 0; i <= NESTED_ADDS; i++) {
+        wait_req(d, &prep_nested_reqs[i]);
+    }
+    if (d == DRIVE_AIO) {
+        drain_aio(ctx);
+    } else {
+        drain_glib();
+    }
+    for (int i = 0; i <= NESTED_ADDS; i++) {
+        g_assert_cmpint(prep_nested_reqs[i].calls, ==, 1);
+        g_assert_cmpint(prep_nested_reqs[i].res, ==, 0);
+    }
+    /* NOPs complete in ring order: the nested ones took the slots after
+     * the outer one. */
+    g_assert_cmpstr(evlog, ==, "abcd");
+}
+
+/* ------------------------------------------------------------------------ */
 /* Order inside one iteration: CQE handlers, BHs, fd handlers, timers        */
 
 typedef struct {
@@ -878,6 +927,7 @@ int main(int argc, char **argv)
     add_test_both_drivers("/add-sqe/many", test_many);
     add_test_both_drivers("/add-sqe/chain", test_chain);
     g_test_add_func("/add-sqe/nested-poll-in-callback", test_nested_poll_in_callback);
+    add_test_both_drivers("/add-sqe/add-in-prep", test_add_in_prep);
     add_test_both_drivers("/add-sqe/order", test_order);
     add_test_both_drivers("/add-sqe/rejected", test_rejected);
     g_test_add_func("/add-sqe/destroy-in-flight", test_destroy_in_flight);

@@ -39,6 +39,7 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod poll_add;
+mod queues;
 mod ring;
 mod sqe;
 
@@ -121,6 +122,8 @@ const SETUP_VARIANTS: [SetupFlags; 3] = [
 pub struct Uring {
     /// Home thread only (see the module comment); reached through `ring()`.
     ring: UnsafeCell<IoUring>,
+    /// The SQ and CQ as this library fills and reaps them. Home thread.
+    q: queues::Queues,
     ring_fd: i32,
     /// Handlers whose `POLL_ADD`/`POLL_REMOVE` must be queued (LIFO, pushed
     /// by any thread, taken whole by the home thread).
@@ -214,8 +217,10 @@ impl Uring {
         }
         let skip_cqe = params.is_feature_skip_cqe_on_success();
         let ring_fd = ring.as_raw_fd();
+        let q = queues::Queues::new(&ring).map_err(|e| strerror(&e))?;
         Ok(Box::new(Uring {
             ring: UnsafeCell::new(ring),
+            q,
             ring_fd,
             submit_list: CachePadded::new(AtomicPtr::new(ptr::null_mut())),
             cqe_first: Cell::new(ptr::null_mut()),
@@ -257,7 +262,9 @@ impl Uring {
         // Completions already waiting: reap them rather than sleep (this also
         // keeps the count-1 TIMEOUT below from being armed after the CQE it
         // should count).
-        let sleep = timeout != 0 && !self.completions_waiting();
+        // Nor while a prep_sqe callback runs this loop: the SQEs queued
+        // behind its unfinished one cannot be submitted (see Queues).
+        let sleep = timeout != 0 && !self.completions_waiting() && !self.q.held_back();
         if sleep && timeout > 0 {
             // Read by the kernel when it consumes the TIMEOUT SQE, which may
             // be after this call returns (see `wait_ts`). A stale TIMEOUT
@@ -281,10 +288,7 @@ impl Uring {
 
     /// Hands queued work to the kernel without waiting (only if any).
     pub fn flush(&self, ctx: &Context) {
-        if self.submit_list.load(Ordering::Acquire).is_null()
-            // SAFETY: home thread, no other ring reference alive.
-            && unsafe { self.ring() }.submission().is_empty()
-        {
+        if self.submit_list.load(Ordering::Acquire).is_null() && self.q.sq_is_empty() {
             return;
         }
         self.fill_sq(ctx);
@@ -299,9 +303,7 @@ impl Uring {
         if !self.submit_list.load(Ordering::Acquire).is_null() || self.completions_waiting() {
             return true;
         }
-        // SAFETY: home thread, no other ring reference alive.
-        let sq = unsafe { self.ring() }.submission();
-        !sq.is_empty() || sq.taskrun()
+        !self.q.sq_is_empty() || self.q.sq_flags() & queues::IORING_SQ_TASKRUN != 0
     }
 
     /// glib is about to poll: submit what is queued (no timeout SQE, glib
@@ -313,8 +315,7 @@ impl Uring {
     pub fn gsource_prepare(&self, ctx: &Context) -> bool {
         self.fill_sq(ctx);
         self.submit_and_wait(0);
-        // SAFETY: home thread, no other ring reference alive.
-        !unsafe { self.ring() }.submission().is_empty() || self.completions_waiting()
+        !self.q.sq_is_empty() || self.completions_waiting()
     }
 
     /// glib polled: is there anything to reap? The ring fd may not have

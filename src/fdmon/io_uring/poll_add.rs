@@ -101,6 +101,12 @@ impl Uring {
 
     /// Turns `submit_list` into SQEs (QEMU's `fill_sq_ring`). Home thread.
     pub(super) fn fill_sq(&self, ctx: &Context) {
+        // Usually empty (re-arming after a completion bypasses the list):
+        // a load then, not a swap. A push racing with it is seen by the
+        // next call; its pusher notifies the context, which wakes the wait.
+        if self.submit_list.load(Ordering::Relaxed).is_null() {
+            return;
+        }
         let mut node = self.submit_list.swap(ptr::null_mut(), Ordering::Acquire);
         while !node.is_null() {
             // SAFETY: queued nodes are not freed before they leave the list
@@ -134,19 +140,29 @@ impl Uring {
 
     /// Queues a one-shot `POLL_ADD` for `node`. Home thread.
     fn arm(&self, node: *mut AioHandler) {
-        // SAFETY: the caller holds a queued (hence alive) node.
-        let n = unsafe { &*node };
-        let events = n.events();
-        // A handler without events (userspace polling only) is not watched,
-        // as on poll(2); a dead fd is not watched again.
-        if n.uring.armed.get() || events == 0 || n.invalid.load(Ordering::Relaxed) {
+        if must_arm(node) {
+            self.push_sqe(&poll_add(node));
+            // SAFETY: the caller holds a queued (hence alive) node.
+            unsafe { &*node }.uring.armed.set(true);
+        }
+    }
+
+    /// Re-arms a handler whose `POLL_ADD` just completed, from the pass
+    /// over the CQ (QEMU's `add_poll_add_sqe` in `process_cqe`): straight
+    /// into the SQ, with no atomic operation (only this thread arms), if
+    /// there is room; else through `submit_list`, so that the pass never
+    /// submits. A removal racing with this (REMOVE set after
+    /// `poll_completed` looked) sees `armed` and cancels the new request.
+    fn rearm(&self, node: *mut AioHandler) {
+        if !must_arm(node) {
             return;
         }
-        let e = opcode::PollAdd::new(Fd(n.fd()), to_poll_bits(events))
-            .build()
-            .user_data(node as u64 | TAG_POLL);
-        self.push_sqe(&e);
-        n.uring.armed.set(true);
+        if self.try_push_sqe(|| poll_add(node)) {
+            // SAFETY: poll_completed's node, alive.
+            unsafe { &*node }.uring.armed.set(true);
+        } else {
+            self.enqueue(node, ADD);
+        }
     }
 
     /// A handler's `POLL_ADD` completed with `res` (poll events or -errno).
@@ -187,7 +203,7 @@ impl Uring {
                 if ctx.poll_started.get() && n.on_poll_list() && n.io_poll.is_some() {
                     n.uring.parked.set(true);
                 } else {
-                    self.enqueue(node, ADD);
+                    self.rearm(node);
                 }
                 ev
             }
@@ -231,6 +247,24 @@ impl Uring {
             self.enqueue(node, ADD);
         }
     }
+}
+
+/// False if `node` must not get a `POLL_ADD`: already armed; no events
+/// (userspace polling only, as on poll(2)); a dead fd, never watched again.
+fn must_arm(node: *mut AioHandler) -> bool {
+    // SAFETY: callers hold a live node (queued, or just completed).
+    let n = unsafe { &*node };
+    !n.uring.armed.get() && n.events() != 0 && !n.invalid.load(Ordering::Relaxed)
+}
+
+/// The `POLL_ADD` that watches `node`.
+#[inline]
+fn poll_add(node: *mut AioHandler) -> squeue::Entry {
+    // SAFETY: as in must_arm.
+    let n = unsafe { &*node };
+    opcode::PollAdd::new(Fd(n.fd()), to_poll_bits(n.events()))
+        .build()
+        .user_data(node as u64 | TAG_POLL)
 }
 
 /// Hands a removed node whose `POLL_ADD` is no longer in flight to the

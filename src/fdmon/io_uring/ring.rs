@@ -4,32 +4,72 @@
 //! `process_cq_ring`).
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::sync::Once;
 use std::sync::atomic::Ordering;
 
-use io_uring::{EnterFlags, cqueue, squeue};
+use io_uring::{EnterFlags, squeue};
 
+use super::queues::{IORING_SQ_CQ_OVERFLOW, IORING_SQ_TASKRUN};
 use super::{TAG_POLL, Uring};
 use crate::abi::CqeHandler;
 use crate::context::Context;
 use crate::handlers::{AioHandler, AioHandlerList};
 
-/// CQEs copied out of the ring at a time while reaping (on the stack).
-const REAP_BATCH: usize = 64;
-
 static DROPPED_ONCE: Once = Once::new();
 
 impl Uring {
     /// Puts an SQE on the ring, first handing a full SQ to the kernel
-    /// (QEMU's `get_sqe`). Home thread.
+    /// (QEMU's `get_sqe`). The entry's pointers (a wait timespec) must stay
+    /// valid until the kernel has consumed the SQE. Home thread.
     pub(super) fn push_sqe(&self, e: &squeue::Entry) {
+        let slot = self.sq_slot();
+        // SAFETY: a slot handed out to us alone (see Queues::reserve).
+        unsafe { slot.write(e.clone()) };
+        self.q.publish();
+    }
+
+    /// Puts an SQE on the ring if there is room, without ever submitting
+    /// (so that a pass over the CQ cannot chase its own tail). Home thread.
+    /// Takes a builder rather than an entry, so that the entry is built in
+    /// the slot.
+    #[inline]
+    pub(super) fn try_push_sqe(&self, build: impl FnOnce() -> squeue::Entry) -> bool {
+        let Some(slot) = self.q.reserve() else {
+            return false;
+        };
+        // SAFETY: as in push_sqe.
+        unsafe { slot.write(build()) };
+        self.q.publish();
+        true
+    }
+
+    /// A free SQ slot for the caller to fill and publish, handing a full SQ
+    /// to the kernel first. Home thread.
+    #[inline]
+    pub(super) fn sq_slot(&self) -> *mut squeue::Entry {
+        match self.q.reserve() {
+            Some(slot) => slot,
+            None => self.sq_slot_full(),
+        }
+    }
+
+    /// `sq_slot` when the SQ is full: out of line, so that the fast path
+    /// saves no registers for the submit-and-retry loop.
+    #[cold]
+    #[inline(never)]
+    fn sq_slot_full(&self) -> *mut squeue::Entry {
         loop {
-            // SAFETY: home thread; the entry's pointers (a wait timespec, a
-            // user buffer) are valid until the kernel has consumed the SQE,
-            // per the callers' contracts.
-            if unsafe { self.ring().submission().push(e) }.is_ok() {
-                return;
+            if let Some(slot) = self.q.reserve() {
+                return slot;
+            }
+            if self.q.sq_is_empty() {
+                // Every slot was handed out to a prep_sqe callback that has
+                // not returned: nothing can be submitted to make room.
+                crate::abi::misuse(
+                    "aio_add_sqe",
+                    "the submission queue is full of requests whose prep_sqe has not returned \
+                     (prep_sqe called aio_add_sqe recursively too deep)",
+                );
             }
             self.flush_full_sq();
         }
@@ -71,13 +111,13 @@ impl Uring {
         loop {
             // SAFETY: home thread, no other ring reference alive.
             let ring = unsafe { self.ring() };
-            if want == 0 && ring.submission().is_empty() {
+            if want == 0 && self.q.sq_is_empty() {
                 // Nothing to hand over; reaping brings in what the kernel holds.
                 return;
             }
             match ring.submit_and_wait(want) {
                 Ok(_) => {
-                    if ring.completion().len() >= want {
+                    if self.q.cq_len() >= want {
                         return;
                     }
                 }
@@ -120,9 +160,7 @@ impl Uring {
 
     /// True if the kernel holds completions that are not in the CQ yet.
     fn kernel_has_cqes(&self) -> bool {
-        // SAFETY: home thread, no other ring reference alive.
-        let sq = unsafe { self.ring() }.submission();
-        sq.cq_overflow() || sq.taskrun()
+        self.q.sq_flags() & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN) != 0
     }
 
     /// True if completions wait for the loop: reaped ones, ones in the CQ,
@@ -141,9 +179,7 @@ impl Uring {
         if !unsafe { (*self.stash.get()).lh_first }.is_null() {
             return true;
         }
-        // SAFETY: home thread, no other ring reference alive.
-        let ring = unsafe { self.ring() };
-        !ring.completion().is_empty() || ring.submission().cq_overflow()
+        !self.q.cq_is_empty() || self.q.sq_flags() & IORING_SQ_CQ_OVERFLOW != 0
     }
 
     /// Reaps the CQ (QEMU's `process_cq_ring`): ready handlers go on
@@ -152,30 +188,29 @@ impl Uring {
     /// number of ready handlers. Home thread.
     pub(super) fn process_cq(&self, ctx: &Context, ready: *mut AioHandlerList) -> i32 {
         let mut n = 0;
-        let mut batch = [const { MaybeUninit::<cqueue::Entry>::uninit() }; REAP_BATCH];
         loop {
-            let got = {
-                // SAFETY: home thread, no other ring reference alive.
-                let mut cq = unsafe { self.ring() }.completion();
-                cq.fill(&mut batch).len()
-                // Dropping `cq` gives the slots back to the kernel.
-            };
-            if got == 0 {
+            // The tail is read once per batch and the head released once:
+            // the CQEs are read in place, and nothing process_cqe does reaps
+            // the CQ (it queues, and pushes SQEs only if there is room), so
+            // no one else moves the head meanwhile.
+            let (mut head, tail) = self.q.cq_bounds();
+            if head == tail {
                 if !self.kernel_has_cqes() {
                     break;
                 }
                 self.get_events();
-                // SAFETY: home thread, no other ring reference alive.
-                if unsafe { self.ring() }.completion().is_empty() {
+                if self.q.cq_is_empty() {
                     break;
                 }
                 continue;
             }
-            for e in &batch[..got] {
-                // SAFETY: `fill` initialized the first `got` entries.
-                let e = unsafe { e.assume_init_ref() };
-                n += self.process_cqe(ctx, ready, e.user_data(), e.result(), e.flags());
+            while head != tail {
+                let e = self.q.cqe(head);
+                let (user_data, res, flags) = (e.user_data(), e.result(), e.flags());
+                head = head.wrapping_add(1);
+                n += self.process_cqe(ctx, ready, user_data, res, flags);
             }
+            self.q.cq_release(head);
         }
         n
     }

@@ -6,7 +6,7 @@
 use std::ffi::c_void;
 use std::ptr;
 
-use io_uring::{opcode, squeue};
+use io_uring::squeue;
 
 use super::Uring;
 use crate::abi::{CqeHandler, io_uring_cqe, io_uring_sqe};
@@ -23,9 +23,10 @@ const _: () = assert!(std::mem::align_of::<io_uring_sqe>() == 8);
 const _: () = assert!(std::mem::align_of::<CqeHandler>() >= 8);
 
 impl Uring {
-    /// Adds a user request: `prep` fills a zeroed SQE, then `user_data`
-    /// is set to the handler. Home thread. The SQE is submitted at the next
-    /// wait (or glib prepare), or at once if the SQ is full.
+    /// Adds a user request (QEMU's `fdmon_io_uring_add_sqe`): `prep` fills
+    /// a zeroed SQE, then `user_data` is set to the handler. Home thread.
+    /// The SQE is submitted at the next wait (or glib prepare), or at once
+    /// if the SQ is full.
     pub fn add_sqe(
         &self,
         prep: unsafe extern "C" fn(*mut io_uring_sqe, *mut c_void),
@@ -38,17 +39,20 @@ impl Uring {
                 "cqe_handler is not a properly aligned CqeHandler",
             );
         }
-        let mut e = opcode::Nop::new().build();
-        let sqe = &mut e as *mut squeue::Entry as *mut io_uring_sqe;
-        // SAFETY: `e` is a repr(C) io_uring_sqe of the same size and
-        // alignment as our mirror (asserted above); the C callback fills it
-        // in place and does not keep the pointer.
+        // Prepared in place in the SQ slot, as QEMU and liburing do.
+        let slot = self.sq_slot();
+        let sqe = slot.cast::<io_uring_sqe>();
+        // SAFETY: the slot is ours until published; it is a repr(C)
+        // io_uring_sqe of the same size and alignment as our mirror
+        // (asserted above). The C callback fills it in place and does not
+        // keep the pointer; while it runs, the slot is not published (it
+        // may call aio_add_sqe itself, which takes the next slot).
         unsafe {
             ptr::write_bytes(sqe, 0, 1);
-            prep(sqe, opaque);
+            self.q.preparing(|| prep(sqe, opaque));
+            (*slot).set_user_data(h as u64);
         }
-        e.set_user_data(h as u64);
-        self.push_sqe(&e);
+        self.q.publish();
     }
 
     /// A user request completed: its CQE is copied into the handler, which

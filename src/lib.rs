@@ -20,6 +20,8 @@
 //!    - [`timer`]: clocks, timer lists and deadlines.
 //!    - [`gsource`]: what glib's callbacks do when glib drives a context.
 //!    - [`notify`]: `aio_notify` and the `notify_me`/`notified` wake-up protocol.
+//!    - [`coroutine`]: `aio_co_schedule`/`wake`/`enter`/`reschedule_self`,
+//!      through the program's coroutine runtime.
 //! 3. [`fdmon`]: the fd monitors (poll(2), epoll(7), io_uring(7)), called
 //!    by the core. Of the core they use only what they operate on, the
 //!    [`context::Context`] and the [`handlers`] registry and nodes (as
@@ -27,7 +29,10 @@
 //!    still refer to each other.
 //! 4. Building blocks used by the layers above: [`event_notifier`] (the
 //!    eventfd behind `EventNotifier`) and [`lockcnt`] (the `QemuLockCnt`
-//!    visitor counter guarding handler lifetime).
+//!    visitor counter guarding handler lifetime), and [`hooks`] (the
+//!    program's own functions, QEMU's coroutine runtime, graph lock, thread
+//!    pool, BQL, clocks and `Error`, reached through weak references; it uses
+//!    only [`abi`]).
 //! 5. [`abi`] (the C-layout types shared by the core and the C ABI, and the
 //!    abort-with-message helper `misuse`), [`sys`] (syscall helpers) and
 //!    [`sync`] (the atomics and locks of the cross-thread protocols: std's,

@@ -20,8 +20,8 @@
 //!    - [`timer`]: clocks, timer lists and deadlines.
 //!    - [`gsource`]: what glib's callbacks do when glib drives a context.
 //!    - [`notify`]: `aio_notify` and the `notify_me`/`notified` wake-up protocol.
-//!    - [`coroutine`]: `aio_co_schedule`/`wake`/`enter`/`reschedule_self`,
-//!      through the program's coroutine runtime.
+//!    - [`coroutine`]: coroutine scheduling (`aio_co_schedule`, `aio_co_wake`,
+//!      `aio_co_enter`, `aio_co_reschedule_self`) through the program's runtime.
 //! 3. [`fdmon`]: the fd monitors (poll(2), epoll(7), io_uring(7)), called
 //!    by the core. Of the core they use only what they operate on, the
 //!    [`context::Context`] and the [`handlers`] registry and nodes (as

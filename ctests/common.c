@@ -293,6 +293,19 @@ void add_cross_thread_test(const char *path, GTestFunc fn)
     g_test_add_data_func(path, (gconstpointer)fn, cross_thread_test);
 }
 
+int test_count_open_fds(void)
+{
+    GDir *dir = g_dir_open("/proc/self/fd", 0, NULL);
+    int n = 0;
+
+    g_assert_nonnull(dir);
+    while (g_dir_read_name(dir)) {
+        n++;
+    }
+    g_dir_close(dir);
+    return n - 1; /* the directory's own fd */
+}
+
 bool test_quick(void)
 {
 #ifdef QAIO_HAVE_VALGRIND_H

@@ -118,6 +118,12 @@ bool watchdog_stop(Watchdog *w);
  */
 bool test_quick(void);
 
+/*
+ * The number of file descriptors this process has open (not counting the
+ * one used to list them), to check that an operation leaves none behind.
+ */
+int test_count_open_fds(void);
+
 /* g_test_add_func for a test whose home thread blocks in aio_poll until
  * another thread wakes it: skipped under valgrind on io_uring, where such a
  * wait freezes the whole process. */

@@ -157,20 +157,6 @@ static void set_fdmon(const char *value)
     }
 }
 
-/* Number of open fds (needs one free fd itself). */
-static int count_open_fds(void)
-{
-    GDir *dir = g_dir_open("/proc/self/fd", 0, NULL);
-    int n = 0;
-
-    g_assert_nonnull(dir);
-    while (g_dir_read_name(dir)) {
-        n++;
-    }
-    g_dir_close(dir);
-    return n - 1; /* the directory's own fd */
-}
-
 static int lowest_free_fd(void)
 {
     int fd = dup(0);
@@ -366,7 +352,7 @@ static void io_uring_refused(int err)
 {
     if (g_test_subprocess()) {
         const char *forced = suite_fdmon();
-        int before = count_open_fds();
+        int before = test_count_open_fds();
         Error *local = NULL;
         AioContext *c;
 
@@ -378,7 +364,7 @@ static void io_uring_refused(int err)
             g_assert_null(c);
             g_printerr("forced io_uring: %s\n", error_get_pretty(local));
             error_free(local);
-            g_assert_cmpint(count_open_fds(), ==, before);
+            g_assert_cmpint(test_count_open_fds(), ==, before);
         } else {
             g_assert_nonnull(c);
             g_printerr("forced %s: ok\n", qaio_context_fdmon_name(c));
@@ -397,7 +383,7 @@ static void io_uring_refused(int err)
         c = aio_context_new(&error_abort);
         g_assert_cmpstr(qaio_context_fdmon_name(c), ==, "poll");
         aio_context_unref(c);
-        g_assert_cmpint(count_open_fds(), ==, before);
+        g_assert_cmpint(test_count_open_fds(), ==, before);
         g_printerr("done\n");
         return;
     }
@@ -698,7 +684,7 @@ static void test_no_fd_left(void)
         running_ctx_check(&l, cs, 1);
         iothread_check(&io, 10);
 
-        before = count_open_fds();
+        before = test_count_open_fds();
         lowest = lowest_free_fd();
         leave_fds(0);
         memset(&e, 0, sizeof(e));
@@ -720,7 +706,7 @@ static void test_no_fd_left(void)
         iothread_check(&io, 100);
         restore_nofile();
 
-        g_assert_cmpint(count_open_fds(), ==, before);
+        g_assert_cmpint(test_count_open_fds(), ==, before);
         g_assert_cmpint(lowest_free_fd(), ==, lowest);
         try_new_context("fds again");
         running_ctx_check(&l, cs, 4);

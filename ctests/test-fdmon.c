@@ -803,19 +803,6 @@ static void test_forced_uring_failure(void)
     g_test_trap_assert_stderr("*error: Failed to initialize io_uring: Too many open files\n*");
 }
 
-static int count_open_fds(void)
-{
-    GDir *dir = g_dir_open("/proc/self/fd", 0, NULL);
-    int n = 0;
-
-    g_assert_nonnull(dir);
-    while (g_dir_read_name(dir)) {
-        n++;
-    }
-    g_dir_close(dir);
-    return n;
-}
-
 /* No file descriptor left at all: every monitor fails to create the
  * context's event notifier; aio_context_new returns NULL with an error and
  * leaves no fd behind. */
@@ -833,7 +820,7 @@ static void test_no_fds_left(void)
 
             g_assert_cmpint(lowest, >=, 0);
             close(lowest);
-            before = count_open_fds();
+            before = test_count_open_fds();
             g_assert_cmpint(getrlimit(RLIMIT_NOFILE, &rl), ==, 0);
             rl.rlim_cur = (rlim_t)lowest;
             g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &rl), ==, 0);
@@ -843,7 +830,7 @@ static void test_no_fds_left(void)
             g_assert_nonnull(err);
             g_printerr("%s: %s\n", monitors[i], error_get_pretty(err));
             error_free(err);
-            g_assert_cmpint(count_open_fds(), ==, before);
+            g_assert_cmpint(test_count_open_fds(), ==, before);
         }
         return;
     }

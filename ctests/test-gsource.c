@@ -14,7 +14,6 @@
  */
 #define _GNU_SOURCE
 #include "common.h"
-#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,23 +53,6 @@ static void assert_gctx_settles(GMainContext *g)
     while (g_main_context_iteration(g, FALSE)) {
         g_assert_cmpint(++calls, <, 10);
     }
-}
-
-/* Number of open fds of this process. */
-static int count_open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *de;
-    int n = 0;
-
-    g_assert_nonnull(d);
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] != '.') {
-            n++;
-        }
-    }
-    closedir(d);
-    return n - 1; /* the directory's own fd */
 }
 
 /* What /proc says fd is ("anon_inode:[eventfd]", "pipe:[...]", ...). */
@@ -497,7 +479,7 @@ static void test_iothread_glib_loop(void)
 
     test_watchdog(30, "/aio-gsource/iothread/glib-loop");
     memset(&t, 0, sizeof(t));
-    fds_before = count_open_fds();
+    fds_before = test_count_open_fds();
 
     /* Created here, made current and attached in the iothread. */
     t.c = aio_context_new(&error_abort);
@@ -597,7 +579,7 @@ static void test_iothread_glib_loop(void)
     g_assert_cmpint(g_atomic_int_get(&disposed), ==, d0 + 1);
     g_assert_true(last_disposed == (uintptr_t)t.c);
     /* Everything the context and the GMainContext opened is closed. */
-    g_assert_cmpint(count_open_fds(), ==, fds_before);
+    g_assert_cmpint(test_count_open_fds(), ==, fds_before);
 
     g_mutex_clear(&t.lock);
     g_cond_clear(&t.cond);
@@ -1181,7 +1163,7 @@ static void test_handlers_churn(void)
 
     test_watchdog(30, "/aio-gsource/handlers/churn");
     drain_glib();
-    fds_before = count_open_fds();
+    fds_before = test_count_open_fds();
     pipe_init(&keep, ctx);
     for (int i = 0; i < rounds; i++) {
         Ev e;
@@ -1204,7 +1186,7 @@ static void test_handlers_churn(void)
     pipe_fini(&keep, ctx);
     drain_glib();
     g_assert_false(aio_poll(ctx, false));
-    g_assert_cmpint(count_open_fds(), ==, fds_before);
+    g_assert_cmpint(test_count_open_fds(), ==, fds_before);
     test_watchdog(0, NULL);
 }
 

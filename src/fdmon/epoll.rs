@@ -211,26 +211,3 @@ pub fn wait(ctx: &Context, ready: *mut AioHandlerList, mut timeout: i64) -> i32 
 pub fn gsource_check(ctx: &Context) -> bool {
     gsource_query_unix_fd(ctx, ctx.monitor.epoll.tag.get())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::handlers::{G_IO_ERR, G_IO_HUP, G_IO_IN, G_IO_OUT};
-
-    #[test]
-    fn event_mapping_round_trips() {
-        for ev in [
-            G_IO_IN,
-            G_IO_OUT,
-            G_IO_HUP,
-            G_IO_ERR,
-            G_IO_IN | G_IO_OUT | G_IO_HUP | G_IO_ERR,
-        ] {
-            assert_eq!(from_poll_bits(to_poll_bits(ev)), ev);
-        }
-        assert_eq!(
-            to_poll_bits(G_IO_IN | G_IO_OUT),
-            (libc::EPOLLIN | libc::EPOLLOUT) as u32
-        );
-    }
-}

@@ -254,8 +254,8 @@ const _: () = assert!(
         && libc::EPOLLERR as u32 == libc::POLLERR as u32
 );
 
-/// Translates a handler's G_IO_* events into poll(2)/epoll/POLL_ADD bits.
-pub(crate) fn to_poll_bits(events: u16) -> u32 {
+/// Each G_IO_* event and its poll(2)/epoll/POLL_ADD bit.
+const POLL_BITS: [(u16, libc::c_short); 4] = {
     use crate::handlers::{G_IO_ERR, G_IO_HUP, G_IO_IN, G_IO_OUT};
     [
         (G_IO_IN, libc::POLLIN),
@@ -263,23 +263,22 @@ pub(crate) fn to_poll_bits(events: u16) -> u32 {
         (G_IO_HUP, libc::POLLHUP),
         (G_IO_ERR, libc::POLLERR),
     ]
-    .iter()
-    .filter(|(g, _)| events & g != 0)
-    .fold(0, |acc, (_, p)| acc | *p as u32)
+};
+
+/// Translates a handler's G_IO_* events into poll(2)/epoll/POLL_ADD bits.
+pub(crate) fn to_poll_bits(events: u16) -> u32 {
+    POLL_BITS
+        .iter()
+        .filter(|(g, _)| events & g != 0)
+        .fold(0, |acc, (_, p)| acc | *p as u32)
 }
 
 /// Translates poll(2)/epoll/POLL_ADD result bits back into G_IO_* events.
 pub(crate) fn from_poll_bits(bits: u32) -> u16 {
-    use crate::handlers::{G_IO_ERR, G_IO_HUP, G_IO_IN, G_IO_OUT};
-    [
-        (G_IO_IN, libc::POLLIN),
-        (G_IO_OUT, libc::POLLOUT),
-        (G_IO_HUP, libc::POLLHUP),
-        (G_IO_ERR, libc::POLLERR),
-    ]
-    .iter()
-    .filter(|(_, p)| bits & *p as u32 != 0)
-    .fold(0, |acc, (g, _)| acc | g)
+    POLL_BITS
+        .iter()
+        .filter(|(_, p)| bits & *p as u32 != 0)
+        .fold(0, |acc, (g, _)| acc | g)
 }
 
 /// Registers `fd` with the context's GSource as a unix fd watched for
@@ -305,4 +304,37 @@ pub(crate) fn gsource_query_unix_fd(ctx: &Context, tag: *mut c_void) -> bool {
     }
     // SAFETY: tag came from g_source_add_unix_fd on this source.
     unsafe { glib_sys::g_source_query_unix_fd(ctx.gsource(), tag) & glib_sys::G_IO_IN != 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{from_poll_bits, to_poll_bits};
+    use crate::handlers::{G_IO_ERR, G_IO_HUP, G_IO_IN, G_IO_OUT};
+
+    /// The one translation serves poll(2), epoll and io_uring's POLL_ADD.
+    #[test]
+    fn event_mapping_round_trips() {
+        for ev in [
+            G_IO_IN,
+            G_IO_OUT,
+            G_IO_HUP,
+            G_IO_ERR,
+            G_IO_IN | G_IO_OUT | G_IO_HUP | G_IO_ERR,
+        ] {
+            assert_eq!(from_poll_bits(to_poll_bits(ev)), ev);
+        }
+        assert_eq!(
+            to_poll_bits(G_IO_IN | G_IO_OUT),
+            (libc::POLLIN | libc::POLLOUT) as u32
+        );
+        assert_eq!(
+            to_poll_bits(G_IO_IN | G_IO_OUT),
+            (libc::EPOLLIN | libc::EPOLLOUT) as u32
+        );
+        // POLLPRI and POLLRDNORM are not G_IO_* events a handler asks for.
+        assert_eq!(
+            from_poll_bits((libc::POLLIN | libc::POLLPRI | libc::POLLRDNORM) as u32),
+            G_IO_IN
+        );
+    }
 }

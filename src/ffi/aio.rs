@@ -15,7 +15,7 @@ use crate::abi::{
 use crate::bh::{BH_IDLE, BH_ONESHOT, BH_SCHEDULED, Bh};
 use crate::context::{self, Context};
 use crate::handlers;
-use crate::{bh, coroutine, hooks, poll, timer};
+use crate::{bh, coroutine, hooks, poll};
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 /// A bottom half: a callback scheduled from any thread and run by its
@@ -666,13 +666,22 @@ pub unsafe extern "C" fn aio_timer_new_with_attrs(
     cb: Option<unsafe extern "C" fn(opaque: *mut c_void)>,
     opaque: *mut c_void,
 ) -> *mut QEMUTimer {
-    guard("aio_timer_new_with_attrs", || {
-        let c = ctx_ref("aio_timer_new_with_attrs", ctx);
-        // SAFETY: g_malloc0 returns zeroed memory of the requested size.
-        let ts = unsafe { glib_sys::g_malloc0(std::mem::size_of::<QEMUTimer>()) } as *mut QEMUTimer;
-        // SAFETY: ts is a fresh timer; the group belongs to a live context.
-        unsafe { timer::timer_init(ts, &c.tlg, r#type, scale, attributes, cb, opaque) };
-        ts
+    const FUNC: &str = "aio_timer_new_with_attrs";
+    guard(FUNC, || {
+        ctx_ref(FUNC, ctx);
+        // SAFETY: `&ctx->tlg` is the live context's group (QEMU's
+        // aio_timer_new_with_attrs is timer_new_full on it, too).
+        unsafe {
+            super::timer::new_full(
+                FUNC,
+                &raw mut (*ctx).tlg,
+                r#type,
+                scale,
+                attributes,
+                cb,
+                opaque,
+            )
+        }
     })
 }
 
@@ -701,13 +710,23 @@ pub unsafe extern "C" fn aio_timer_init_with_attrs(
     cb: Option<unsafe extern "C" fn(opaque: *mut c_void)>,
     opaque: *mut c_void,
 ) {
-    guard("aio_timer_init_with_attrs", || {
-        let c = ctx_ref("aio_timer_init_with_attrs", ctx);
-        if ts.is_null() {
-            misuse("aio_timer_init_with_attrs", "ts must not be NULL");
+    const FUNC: &str = "aio_timer_init_with_attrs";
+    guard(FUNC, || {
+        ctx_ref(FUNC, ctx);
+        // SAFETY: ts is caller-owned timer memory (NULL aborts); `&ctx->tlg`
+        // is the live context's group.
+        unsafe {
+            super::timer::init_full(
+                FUNC,
+                ts,
+                &raw mut (*ctx).tlg,
+                r#type,
+                scale,
+                attributes,
+                cb,
+                opaque,
+            )
         }
-        // SAFETY: ts is caller-owned timer memory; the group is alive.
-        unsafe { timer::timer_init(ts, &c.tlg, r#type, scale, attributes, cb, opaque) };
     })
 }
 

@@ -48,7 +48,7 @@ pub(super) fn valid(func: &str, ty: QEMUClockType) -> QEMUClockType {
 /// # Safety
 /// As for `timer_init_full`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn init_full(
+pub(super) unsafe fn init_full(
     func: &'static str,
     ts: *mut QEMUTimer,
     timer_list_group: *mut QEMUTimerListGroup,
@@ -224,7 +224,7 @@ unsafe fn init_scaled(
 /// # Safety
 /// As for `timer_new_full`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn new_full(
+pub(super) unsafe fn new_full(
     func: &'static str,
     timer_list_group: *mut QEMUTimerListGroup,
     ty: QEMUClockType,

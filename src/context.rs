@@ -148,12 +148,15 @@ impl Context {
     }
 
     /// Checks that the caller runs in the context's home thread, binding the
-    /// context to the calling thread on first use. Aborts otherwise.
-    pub fn check_home(&self, func: &str) {
+    /// context to the calling thread on first use. Aborts otherwise. Returns
+    /// false for the one other thread allowed in: the BQL holder running the
+    /// main context's loop (it must not make owner visits of the handler
+    /// lists, see `lockcnt`).
+    pub fn check_home(&self, func: &str) -> bool {
         let me = crate::sys::thread_id();
         let home = self.home.load(Ordering::Relaxed);
         if home == me {
-            return;
+            return true;
         }
         if home == 0
             && self
@@ -161,17 +164,17 @@ impl Context {
                 .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            return;
+            return true;
         }
         // QEMU's rule: the BQL holder may run the main context's loop.
         if ptr::eq(main_context_if_bql_held(), self.gsource()) {
-            return;
+            return false;
         }
         // A thread that made this context current takes it over, provided
         // nobody is inside aio_poll on it.
         if ptr::eq(current_raw(), self.gsource()) && self.poll_depth.load(Ordering::Acquire) == 0 {
             self.home.store(me, Ordering::Release);
-            return;
+            return true;
         }
         crate::abi::misuse(
             func,

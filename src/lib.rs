@@ -36,8 +36,8 @@
 //! 5. [`abi`] (the C-layout types shared by the core and the C ABI, and the
 //!    abort-with-message helper `misuse`), [`sys`] (syscall helpers) and
 //!    [`sync`] (the atomics and locks of the cross-thread protocols: std's,
-//!    or loom's in the model-checking build): they import nothing from the
-//!    crate.
+//!    or loom's in the model-checking build, and the asymmetric fence built
+//!    on `sys`'s membarrier): they import nothing from the layers above.
 //!
 //! `loom_models` (built only with `RUSTFLAGS="--cfg loom"`) model-checks the
 //! notify protocol, the BH list and the handler visitor count with loom.
@@ -110,7 +110,7 @@ mod layering {
     }
 
     /// The module map's rules: only `ffi` uses `ffi`, and the bottom layer
-    /// (`abi`, `sys`, `sync`) uses nothing of the crate.
+    /// (`abi`, `sys`, `sync`) uses nothing of the crate above it.
     #[test]
     fn layers_import_only_downwards() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -136,7 +136,14 @@ mod layering {
                 );
             }
             if rel.starts_with("abi") || rel == Path::new("sys.rs") || rel == Path::new("sync.rs") {
-                let bad = uses(&file, "crate::");
+                let mut bad = uses(&file, "crate::");
+                // Within the layer is fine (sync's asymmetric fence and
+                // thread id come from sys).
+                bad.retain(|l| {
+                    l.replace("crate::sys::", "")
+                        .replace("crate::sync::", "")
+                        .contains("crate::")
+                });
                 assert!(
                     bad.is_empty(),
                     "src/{} is in the bottom layer but uses {bad:?}",

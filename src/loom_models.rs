@@ -413,23 +413,24 @@ fn loom_handlers_visitors() {
                 h.set(5, false);
             })
         };
-        // aio_poll: visit, nested aio_poll, free pass, leave.
-        h.lockcnt.inc();
+        // aio_poll on the home thread (owner visits): visit, nested
+        // aio_poll, free pass, leave.
+        let v_outer = h.lockcnt.inc_owner();
         let outer = h.snapshot();
-        h.lockcnt.inc();
+        let v_inner = h.lockcnt.inc_owner();
         let inner = h.snapshot();
         visit(&outer);
         visit(&inner);
         handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
-        h.lockcnt.dec();
+        h.lockcnt.dec_visit(v_inner);
         visit(&outer);
         handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
-        h.lockcnt.dec();
+        h.lockcnt.dec_visit(v_outer);
         t.join().unwrap();
         // The next aio_poll's free pass frees what was left parked.
-        h.lockcnt.inc();
+        let v = h.lockcnt.inc_owner();
         handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
-        h.lockcnt.dec();
+        h.lockcnt.dec_visit(v);
         let reg = h.lockcnt.lock();
         assert!(
             reg.all.is_empty() && reg.deleted.is_empty(),
@@ -439,6 +440,93 @@ fn loom_handlers_visitors() {
         for (_, alive) in outer.iter().chain(&inner) {
             assert!(!alive.load(Ordering::Acquire), "removed handler not freed");
         }
+    });
+}
+
+/// A shared visitor on another thread (the GSource path, the BQL holder's
+/// `aio_poll`) beside the home thread's owner visits: a handler removed
+/// by the home thread outside its visits is freed only when neither
+/// visitor holds it, by whichever free pass runs last.
+#[test]
+fn loom_handlers_owner_and_shared() {
+    model(|| {
+        let h = Arc::new(Handlers {
+            lockcnt: LockCnt::new(Registry::default()),
+            deleted_pending: AtomicBool::new(false),
+        });
+        h.set(3, true);
+        let t = {
+            let h = h.clone();
+            thread::spawn(move || {
+                h.lockcnt.inc();
+                let seen = h.snapshot();
+                visit(&seen);
+                // The free pass ends the visit: what it frees, this visitor
+                // no longer looks at.
+                handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
+                h.lockcnt.dec();
+            })
+        };
+        let v = h.lockcnt.inc_owner();
+        let seen = h.snapshot();
+        h.lockcnt.dec_visit(v);
+        h.set(3, false);
+        let v = h.lockcnt.inc_owner();
+        handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
+        h.lockcnt.dec_visit(v);
+        t.join().unwrap();
+        let v = h.lockcnt.inc_owner();
+        handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
+        h.lockcnt.dec_visit(v);
+        let reg = h.lockcnt.lock();
+        assert!(
+            reg.all.is_empty() && reg.deleted.is_empty(),
+            "handler leaked"
+        );
+        assert_eq!(reg.visitors(), 0);
+        drop(reg);
+        drop(seen);
+    });
+}
+
+/// The home thread moves (another thread makes the context current and
+/// polls it) while the old home thread, still the recorded owner, removes
+/// a handler: the new owner's first visit must not see the handler freed
+/// under it (the ownership fence, `lockcnt`'s module doc).
+#[test]
+fn loom_handlers_owner_moves() {
+    model(|| {
+        let h = Arc::new(Handlers {
+            lockcnt: LockCnt::new(Registry::default()),
+            deleted_pending: AtomicBool::new(false),
+        });
+        h.set(3, true);
+        // The old home thread's last visit; spawning the new one happens
+        // after it (as check_home's poll_depth handover does).
+        let v = h.lockcnt.inc_owner();
+        h.lockcnt.dec_visit(v);
+        let t = {
+            let h = h.clone();
+            thread::spawn(move || {
+                let v = h.lockcnt.inc_owner();
+                let seen = h.snapshot();
+                visit(&seen);
+                handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
+                h.lockcnt.dec_visit(v);
+            })
+        };
+        h.set(3, false);
+        t.join().unwrap();
+        // A free pass from this thread, a shared visitor now: whatever the
+        // remover had to park is freed.
+        h.lockcnt.inc();
+        handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
+        h.lockcnt.dec();
+        let reg = h.lockcnt.lock();
+        assert!(
+            reg.all.is_empty() && reg.deleted.is_empty(),
+            "handler leaked"
+        );
     });
 }
 

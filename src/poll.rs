@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use crate::bh;
 use crate::context::Context;
 use crate::handlers::{self, AioHandler, AioHandlerList};
+use crate::lockcnt::Visit;
 use crate::timer::{clock_get_ns, soonest_timeout};
 
 /// A handler that polled nothing for this long leaves userspace polling
@@ -35,7 +36,7 @@ pub fn compute_timeout(ctx: &Context) -> i64 {
 /// One loop iteration (`aio_poll`). Home thread; may nest. Returns true if
 /// any user callback ran.
 pub fn aio_poll(ctx: &Context, blocking: bool) -> bool {
-    ctx.check_home("aio_poll");
+    let home = ctx.check_home("aio_poll");
     // Only the home thread writes poll_depth: a plain store, no RMW. Release
     // pairs with check_home's Acquire load in a thread taking the context over.
     let depth = ctx.poll_depth.load(Ordering::Relaxed);
@@ -45,7 +46,14 @@ pub fn aio_poll(ctx: &Context, blocking: bool) -> bool {
     let mut ready_head = AioHandlerList::default();
     let ready: *mut AioHandlerList = &mut ready_head;
 
-    ctx.handlers.inc();
+    // The home thread's visit is an owner visit (no locked RMW); the BQL
+    // holder running the main context's loop makes a shared one.
+    let visit = if home {
+        ctx.handlers.inc_owner()
+    } else {
+        ctx.handlers.inc();
+        Visit::Shared
+    };
     let polling = ctx.poll_max_ns.load(Ordering::Relaxed) != 0;
     let start = if polling { now() } else { 0 };
 
@@ -70,7 +78,7 @@ pub fn aio_poll(ctx: &Context, blocking: bool) -> bool {
     progress |= bh::poll(ctx);
     progress |= dispatch_ready_handlers(ctx, ready, block_ns);
     handlers::free_deleted(ctx);
-    ctx.handlers.dec();
+    ctx.handlers.dec_visit(visit);
 
     progress |= ctx.tlg.run_timers();
     ctx.poll_depth.store(depth, Ordering::Release);

@@ -8,12 +8,12 @@
 //! models.
 
 #[cfg(not(loom))]
-pub use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, fence};
+pub use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, fence};
 #[cfg(not(loom))]
 pub use std::sync::{Mutex, MutexGuard};
 
 #[cfg(loom)]
-pub use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, fence};
+pub use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, fence};
 #[cfg(loom)]
 pub use loom::sync::{Mutex, MutexGuard};
 
@@ -31,4 +31,57 @@ pub fn fence_after_rmw() {
     std::sync::atomic::compiler_fence(Ordering::SeqCst);
     #[cfg(not(all(target_arch = "x86_64", not(loom))))]
     fence(Ordering::SeqCst);
+}
+
+/// The cheap side of an asymmetric fence (the owner's visit in `lockcnt`):
+/// only the compiler is stopped. It orders this thread's accesses for any
+/// thread that then runs [`heavy_fence`] and gets true, because that call
+/// makes every running thread execute a full barrier (membarrier(2)), as
+/// Linux's userspace RCU pairs `barrier()` with `sys_membarrier()`. In the
+/// loom models both sides are SeqCst fences, the symmetric protocol the
+/// pair stands for.
+#[inline(always)]
+pub fn light_fence() {
+    #[cfg(not(loom))]
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    #[cfg(loom)]
+    fence(Ordering::SeqCst);
+}
+
+/// The expensive side of the asymmetric fence paired with [`light_fence`]:
+/// a SeqCst fence here and a full barrier in every other running thread.
+/// False if the kernel could not issue it; the caller must then not rely on
+/// the other threads' light fences. Microseconds: for rare paths only.
+pub fn heavy_fence() -> bool {
+    #[cfg(not(loom))]
+    {
+        fence(Ordering::SeqCst);
+        let ok = crate::sys::membarrier_private();
+        fence(Ordering::SeqCst);
+        ok
+    }
+    #[cfg(loom)]
+    {
+        fence(Ordering::SeqCst);
+        true
+    }
+}
+
+/// The calling thread's identifier ([`crate::sys::thread_id`]; in the loom
+/// models, where every modelled thread runs on one OS thread, a per-model-
+/// thread number instead). Never 0.
+#[inline(always)]
+pub fn thread_id() -> u64 {
+    #[cfg(not(loom))]
+    {
+        crate::sys::thread_id()
+    }
+    #[cfg(loom)]
+    {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        loom::thread_local! {
+            static ID: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        ID.with(|id| *id)
+    }
 }

@@ -30,6 +30,48 @@ pub fn thread_id() -> u64 {
     unsafe { libc::pthread_self() as u64 }
 }
 
+/// `membarrier(2)` commands (linux/membarrier.h).
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+/// Registers the process for [`membarrier_private`] (once; later calls
+/// return the first answer). False where the kernel or a seccomp filter
+/// refuses it.
+pub fn membarrier_register() -> bool {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        // SAFETY: membarrier takes two integers and touches no memory of ours.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+                0 as libc::c_long,
+            )
+        };
+        r == 0
+    })
+}
+
+/// A full memory barrier executed, before this returns, by every thread of
+/// the process that is running at the time (`MEMBARRIER_CMD_PRIVATE_EXPEDITED`):
+/// the expensive side of an asymmetric fence whose cheap side is a compiler
+/// barrier. False if it could not be issued (not registered, or refused);
+/// the caller must then act as if the other side had not fenced.
+pub fn membarrier_private() -> bool {
+    if !membarrier_register() {
+        return false;
+    }
+    // SAFETY: as in membarrier_register.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_PRIVATE_EXPEDITED,
+            0 as libc::c_long,
+        )
+    };
+    r == 0
+}
+
 /// The message of an OS error as strerror(3) words it, without the
 /// " (os error N)" of `io::Error`'s Display (QEMU's error texts).
 pub fn strerror(e: &io::Error) -> String {

@@ -171,7 +171,13 @@ impl BhList {
     }
 
     /// Detaches the whole list (Acquire: pairs with the Release insertion).
+    /// An empty list costs a load, not a swap: a BH pushed right after the
+    /// load is the next poll's (its `aio_notify` keeps the loop from
+    /// sleeping), and one that happens-before it is seen by coherence.
     fn take(&self) -> *mut Bh {
+        if self.head.load(Ordering::Acquire).is_null() {
+            return ptr::null_mut();
+        }
         self.head.swap(ptr::null_mut(), Ordering::Acquire)
     }
 

@@ -552,7 +552,12 @@ pub unsafe fn dispatch_handler(ctx: &Context, node: *mut AioHandler) -> bool {
     let n = unsafe { &*node };
     let revents = n.revents() & n.events();
     n.set_revents(0);
-    let poll_ready = n.poll_ready.swap(false, Ordering::Relaxed);
+    // Only this thread sets poll_ready (others only clear it, under the
+    // lock): a load and a store where needed, no swap.
+    let poll_ready = n.poll_ready.load(Ordering::Relaxed);
+    if poll_ready {
+        n.poll_ready.store(false, Ordering::Relaxed);
+    }
     let notifier = n.is_notifier(ctx);
 
     // A handler joins userspace polling once it has been active.

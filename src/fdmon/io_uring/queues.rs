@@ -276,6 +276,18 @@ impl Queues {
         }
     }
 
+    /// SQEs published and not yet consumed by the kernel.
+    #[inline]
+    pub(super) fn sq_len(&self) -> u32 {
+        // SAFETY: the ring's head and tail words (only this thread moves
+        // the tail).
+        unsafe {
+            (*self.sq_ktail)
+                .load(Ordering::Relaxed)
+                .wrapping_sub((*self.sq_khead).load(Ordering::Acquire))
+        }
+    }
+
     /// The SQ flags word (IORING_SQ_*).
     #[inline]
     pub(super) fn sq_flags(&self) -> u32 {

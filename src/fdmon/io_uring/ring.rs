@@ -109,13 +109,28 @@ impl Uring {
     /// Home thread.
     pub(super) fn submit_and_wait(&self, want: usize) {
         loop {
-            // SAFETY: home thread, no other ring reference alive.
-            let ring = unsafe { self.ring() };
-            if want == 0 && self.q.sq_is_empty() {
+            let to_submit = self.q.sq_len();
+            if want == 0 && to_submit == 0 {
                 // Nothing to hand over; reaping brings in what the kernel holds.
                 return;
             }
-            match ring.submit_and_wait(want) {
+            // One io_uring_enter straight from our view of the SQ (the
+            // crate's submit_and_wait re-reads the rings and its flags
+            // first). GETEVENTS also when the CQ overflowed, so the kernel
+            // flushes the overflow list while it is in there.
+            let flags = if want > 0 || self.q.sq_flags() & IORING_SQ_CQ_OVERFLOW != 0 {
+                EnterFlags::GETEVENTS.bits()
+            } else {
+                0
+            };
+            // SAFETY: home thread, no other ring reference alive; the SQEs
+            // counted are published and no argument struct is passed.
+            let r = unsafe {
+                self.ring()
+                    .submitter()
+                    .enter::<libc::sigset_t>(to_submit, want as u32, flags, None)
+            };
+            match r {
                 Ok(_) => {
                     if self.q.cq_len() >= want {
                         return;

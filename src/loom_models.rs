@@ -368,6 +368,30 @@ impl Handlers {
         }
     }
 
+    fn new() -> Arc<Self> {
+        Arc::new(Handlers {
+            lockcnt: LockCnt::new(Registry::default()),
+            deleted_pending: AtomicBool::new(false),
+        })
+    }
+
+    /// An `aio_poll` of the home thread that only runs its free pass.
+    fn owner_free_pass(&self) {
+        let v = self.lockcnt.inc_owner();
+        handlers::free_deleted_in(&self.lockcnt, &self.deleted_pending);
+        self.lockcnt.dec_visit(v);
+    }
+
+    /// Nothing registered, nothing parked, nobody visiting.
+    fn assert_all_freed(&self) {
+        let reg = self.lockcnt.lock();
+        assert!(
+            reg.all.is_empty() && reg.deleted.is_empty(),
+            "handler leaked"
+        );
+        assert_eq!(reg.visitors(), 0);
+    }
+
     /// What a monitor's wait collects under the lock: the live handlers,
     /// used after the lock is released.
     fn snapshot(&self) -> Vec<(*mut AioHandler, Arc<AtomicBool>)> {
@@ -399,10 +423,7 @@ fn visit(seen: &[(*mut AioHandler, Arc<AtomicBool>)]) {
 #[test]
 fn loom_handlers_visitors() {
     model(|| {
-        let h = Arc::new(Handlers {
-            lockcnt: LockCnt::new(Registry::default()),
-            deleted_pending: AtomicBool::new(false),
-        });
+        let h = Handlers::new();
         // A handler present from the start, removed during the visit.
         h.set(3, true);
         let t = {
@@ -428,15 +449,8 @@ fn loom_handlers_visitors() {
         h.lockcnt.dec_visit(v_outer);
         t.join().unwrap();
         // The next aio_poll's free pass frees what was left parked.
-        let v = h.lockcnt.inc_owner();
-        handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
-        h.lockcnt.dec_visit(v);
-        let reg = h.lockcnt.lock();
-        assert!(
-            reg.all.is_empty() && reg.deleted.is_empty(),
-            "handler leaked"
-        );
-        assert_eq!(reg.visitors(), 0);
+        h.owner_free_pass();
+        h.assert_all_freed();
         for (_, alive) in outer.iter().chain(&inner) {
             assert!(!alive.load(Ordering::Acquire), "removed handler not freed");
         }
@@ -450,10 +464,7 @@ fn loom_handlers_visitors() {
 #[test]
 fn loom_handlers_owner_and_shared() {
     model(|| {
-        let h = Arc::new(Handlers {
-            lockcnt: LockCnt::new(Registry::default()),
-            deleted_pending: AtomicBool::new(false),
-        });
+        let h = Handlers::new();
         h.set(3, true);
         let t = {
             let h = h.clone();
@@ -471,20 +482,10 @@ fn loom_handlers_owner_and_shared() {
         let seen = h.snapshot();
         h.lockcnt.dec_visit(v);
         h.set(3, false);
-        let v = h.lockcnt.inc_owner();
-        handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
-        h.lockcnt.dec_visit(v);
+        h.owner_free_pass();
         t.join().unwrap();
-        let v = h.lockcnt.inc_owner();
-        handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
-        h.lockcnt.dec_visit(v);
-        let reg = h.lockcnt.lock();
-        assert!(
-            reg.all.is_empty() && reg.deleted.is_empty(),
-            "handler leaked"
-        );
-        assert_eq!(reg.visitors(), 0);
-        drop(reg);
+        h.owner_free_pass();
+        h.assert_all_freed();
         drop(seen);
     });
 }
@@ -496,10 +497,7 @@ fn loom_handlers_owner_and_shared() {
 #[test]
 fn loom_handlers_owner_moves() {
     model(|| {
-        let h = Arc::new(Handlers {
-            lockcnt: LockCnt::new(Registry::default()),
-            deleted_pending: AtomicBool::new(false),
-        });
+        let h = Handlers::new();
         h.set(3, true);
         // The old home thread's last visit; spawning the new one happens
         // after it (as check_home's poll_depth handover does).
@@ -522,11 +520,7 @@ fn loom_handlers_owner_moves() {
         h.lockcnt.inc();
         handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
         h.lockcnt.dec();
-        let reg = h.lockcnt.lock();
-        assert!(
-            reg.all.is_empty() && reg.deleted.is_empty(),
-            "handler leaked"
-        );
+        h.assert_all_freed();
     });
 }
 

@@ -29,7 +29,7 @@ use crate::event_notifier::EventNotifier;
 use crate::fdmon::{Kind, Monitor};
 use crate::handlers::{self, AioHandlerList, Registry};
 use crate::hooks;
-use crate::lockcnt::LockCnt;
+use crate::lockcnt::{LockCnt, Visit};
 use crate::notify::NotifyState;
 use crate::timer::TimerListGroup;
 
@@ -171,8 +171,12 @@ impl Context {
             return false;
         }
         // A thread that made this context current takes it over, provided
-        // nobody is inside aio_poll on it.
-        if ptr::eq(current_raw(), self.gsource()) && self.poll_depth.load(Ordering::Acquire) == 0 {
+        // nobody is inside aio_poll on it nor in a GSource callback of the
+        // old home thread (its owner visit of the handler lists).
+        if ptr::eq(current_raw(), self.gsource())
+            && self.poll_depth.load(Ordering::Acquire) == 0
+            && self.handlers.owner_visits() == 0
+        {
             self.home.store(me, Ordering::Release);
             return true;
         }
@@ -181,6 +185,25 @@ impl Context {
             "called outside the AioContext's home thread (the thread that made it current with \
              qemu_set_current_aio_context, or else the first thread that polled it)",
         );
+    }
+
+    /// True if the calling thread is the context's home thread (no binding,
+    /// no abort: for choosing a cheaper path).
+    #[inline]
+    pub fn is_home(&self) -> bool {
+        self.home.load(Ordering::Relaxed) == crate::sys::thread_id()
+    }
+
+    /// Starts a visit of the handler lists outside `aio_poll` (the GSource
+    /// callbacks): an owner visit on the home thread, a shared one elsewhere.
+    #[inline]
+    pub(crate) fn visit_handlers(&self) -> Visit {
+        if self.is_home() {
+            self.handlers.inc_owner()
+        } else {
+            self.handlers.inc();
+            Visit::Shared
+        }
     }
 
     /// Binds the context to the calling thread (`qemu_set_current_aio_context`).

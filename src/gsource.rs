@@ -16,6 +16,7 @@ use crate::timer::timeout_ns_to_ms;
 
 /// glib's `prepare`: returns the poll timeout in ms (-1 = none, 0 = ready).
 pub fn prepare(ctx: &Context) -> c_int {
+    let home = ctx.is_home();
     // From here to check, aio_notify must write the eventfd.
     ctx.notify_state.begin_gsource_wait();
     let t = timeout_ns_to_ms(poll::compute_timeout(ctx));
@@ -27,14 +28,14 @@ pub fn prepare(ctx: &Context) -> c_int {
         // sleeping window now. Otherwise every aio_notify until the next
         // check (all of dispatch) writes the eventfd for nothing; QEMU does
         // that, one write per BH scheduled from a coroutine under glib.
-        ctx.notify_state.end_gsource_wait();
+        ctx.notify_state.end_gsource_wait(home);
     }
     t
 }
 
 /// glib's `check`, after it polled: true if [`dispatch`] has work.
 pub fn check(ctx: &Context) -> bool {
-    ctx.notify_state.end_gsource_wait();
+    ctx.notify_state.end_gsource_wait(ctx.is_home());
     ctx.notify_accept();
     bh::any_scheduled(ctx) || poll::pending(ctx) || ctx.tlg.deadline_ns() == 0
 }

@@ -286,6 +286,11 @@ impl<T> LockCnt<T> {
         }
     }
 
+    /// The owner's visits right now (a snapshot, as [`visitors`](Self::visitors)).
+    pub fn owner_visits(&self) -> u32 {
+        self.owner_visits.load(Ordering::Acquire)
+    }
+
     /// The number of visitors right now (a snapshot: another thread's owner
     /// visit may be read late).
     pub fn visitors(&self) -> u32 {

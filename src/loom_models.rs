@@ -135,12 +135,12 @@ impl Loop {
         let timeout = bh::timeout_lists(&self.bh_list, &self.bh_slices, -1);
         if timeout == 0 {
             // Ready: glib will not sleep; leave the window now.
-            self.notify.end_gsource_wait();
+            self.notify.end_gsource_wait(true);
         }
         // poll: a non-blocking iteration polls with timeout 0.
         self.eventfd.wait(if may_block { timeout } else { 0 });
-        // check
-        self.notify.end_gsource_wait();
+        // check (glib runs on the home thread here, as in QEMU)
+        self.notify.end_gsource_wait(true);
         self.notify.accept();
         self.eventfd.test_and_clear();
         bh::poll_lists(&self.bh_list, &self.bh_slices);

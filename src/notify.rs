@@ -108,9 +108,18 @@ impl NotifyState {
     /// modification order is caught by the next `begin_wait`/`check` Dekker
     /// pair instead (its fence reads that `true`, or the producer reads
     /// `notify_me`), and the GSource path reads the work after its own fence.
+    ///
+    /// With nothing to clear (the load reads `false`) there is no swap: a
+    /// producer's `true` that the load missed stays in place, where the next
+    /// `begin_wait` (or GSource check) reads it through the same Dekker pair,
+    /// so the loop does not sleep on it; skipping a clear never hides a
+    /// notification, it only leaves one for later. Most iterations are woken
+    /// by an fd, not by `aio_notify`, and pay no locked instruction here.
     #[inline]
     pub fn accept(&self) {
-        self.notified.swap(false, Ordering::Acquire);
+        if self.notified.load(Ordering::Relaxed) {
+            self.notified.swap(false, Ordering::Acquire);
+        }
     }
 
     /// Has a notification arrived since the last [`accept`](Self::accept)?
@@ -166,9 +175,18 @@ impl NotifyState {
     }
 
     /// GSource check (or a prepare that found work): glib's sleep is over.
+    /// `home`: the caller is the context's home thread, the only writer of
+    /// the other bits then (`begin_wait`/`end_wait` run on it, or on the BQL
+    /// holder while the home thread waits for the BQL), so a plain store
+    /// clears the bit; elsewhere an RMW.
     #[inline]
-    pub fn end_gsource_wait(&self) {
-        self.notify_me.fetch_and(!1, Ordering::Release);
+    pub fn end_gsource_wait(&self, home: bool) {
+        if home {
+            let v = self.notify_me.load(Ordering::Relaxed);
+            self.notify_me.store(v & !1, Ordering::Release);
+        } else {
+            self.notify_me.fetch_and(!1, Ordering::Release);
+        }
     }
 }
 

@@ -324,13 +324,13 @@ pub(crate) fn poll_set_started(ctx: &Context, ready: *mut AioHandlerList, starte
 pub fn prepare(ctx: &Context) -> bool {
     let mut ready_head = AioHandlerList::default();
     let ready: *mut AioHandlerList = &mut ready_head;
-    ctx.handlers.inc();
+    let visit = ctx.visit_handlers();
     poll_set_started(ctx, ready, false);
     // Upstream drops this list on the floor; unlink the nodes so nothing
     // points into this frame. Their `poll_ready` stays set, as upstream.
     // SAFETY: home thread inside a visit.
     while unsafe { handlers::pop_ready(ready) }.is_some() {}
-    ctx.handlers.dec();
+    ctx.handlers.dec_visit(visit);
     ctx.monitor.gsource_prepare(ctx)
 }
 
@@ -343,13 +343,13 @@ pub fn pending(ctx: &Context) -> bool {
 pub fn dispatch(ctx: &Context) {
     let mut ready_head = AioHandlerList::default();
     let ready: *mut AioHandlerList = &mut ready_head;
-    ctx.handlers.inc();
+    let visit = ctx.visit_handlers();
     bh::poll(ctx);
     ctx.monitor.gsource_dispatch(ctx, ready);
     ctx.monitor.dispatch(ctx);
     dispatch_ready_handlers(ctx, ready, 0);
     handlers::free_deleted(ctx);
-    ctx.handlers.dec();
+    ctx.handlers.dec_visit(visit);
     ctx.tlg.run_timers();
 }
 

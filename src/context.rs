@@ -55,9 +55,10 @@ pub struct Context {
     /// The eventfd `aio_notify` writes to wake the loop.
     pub(crate) notifier: EventNotifier,
     pub(crate) handlers: LockCnt<Registry>,
-    /// Set while `handlers.deleted` is non-empty: lets the loop skip the
-    /// free pass (and its lock) in the common case.
-    pub(crate) deleted_pending: crate::sync::AtomicBool,
+    /// What visitors read of the registry without its lock: the handler
+    /// chain, and the flag set while `handlers.deleted` is non-empty (which
+    /// lets the loop skip the free pass, and its lock, in the common case).
+    pub(crate) published: handlers::Published,
     /// Number of live handlers without `io_poll`.
     pub(crate) poll_disable_cnt: AtomicI32,
     pub(crate) poll_max_ns: AtomicI64,
@@ -380,7 +381,7 @@ pub fn new_with_fdmon(
             bh_list: CachePadded::new(BhList::new()),
             notifier,
             handlers: LockCnt::new(Registry::default()),
-            deleted_pending: crate::sync::AtomicBool::new(false),
+            published: handlers::Published::new(),
             poll_disable_cnt: AtomicI32::new(0),
             poll_max_ns: AtomicI64::new(0),
             poll_grow: AtomicI64::new(0),
@@ -478,6 +479,7 @@ pub unsafe fn finalize(src: *mut GSource) {
     let mut reg = std::mem::take(ctx.handlers.get_mut());
     let mut monitor = std::mem::replace(&mut ctx.monitor, Monitor::placeholder());
     monitor.destroy(ctx, &mut reg);
+    ctx.published.clear();
     handlers::finalize(&mut reg);
     // The timer lists go first: until they leave the clock registry, a
     // qemu_clock_enable in another thread may still notify this context.

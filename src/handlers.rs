@@ -7,6 +7,12 @@
 //! lock while no visitor (running `aio_poll`/`aio_dispatch`) exists. Removal
 //! during a walk marks the node deleted and parks it on `deleted`; the
 //! outermost visitor frees it when it leaves.
+//!
+//! Besides the registry proper (behind the lock), every handler not yet
+//! freed is on a singly-linked chain, newest first ([`Published`]), that a
+//! visitor walks without the lock, as QEMU walks its RCU list: nodes are
+//! linked in at the head under the lock (a walk in progress sees them or
+//! not) and unlinked only when freed, which needs no visitor.
 
 use std::cell::{Cell, UnsafeCell};
 use std::collections::HashMap;
@@ -88,6 +94,8 @@ pub struct AioHandler {
     pub(crate) poll_ns: AtomicI64,
     /// io_uring monitor state.
     pub(crate) uring: UringNode,
+    /// The next older handler on the [`Published`] chain.
+    older: crate::sync::AtomicPtr<AioHandler>,
     /// The loom models' use-after-free probe: false once the node is freed.
     #[cfg(loom)]
     pub(crate) alive: loom::sync::Arc<crate::sync::AtomicBool>,
@@ -336,6 +344,83 @@ impl Registry {
     }
 }
 
+/// The parts of a context's handler registry that are read without its
+/// lock: the chain of every handler not yet freed (newest first), walked by
+/// visitors, and whether deleted handlers wait for a free pass.
+pub struct Published {
+    /// Deleted handlers are parked on `Registry::deleted`.
+    pub deleted_pending: crate::sync::AtomicBool,
+    newest: crate::sync::AtomicPtr<AioHandler>,
+}
+
+impl Default for Published {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Published {
+    pub fn new() -> Self {
+        Published {
+            deleted_pending: crate::sync::AtomicBool::new(false),
+            newest: crate::sync::AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// Links a new node in as the newest. Registry lock held.
+    fn link(&self, node: *mut AioHandler) {
+        // SAFETY: a fresh node, alive.
+        let n = unsafe { &*node };
+        n.older
+            .store(self.newest.load(Ordering::Relaxed), Ordering::Relaxed);
+        // Release: a visitor that reads the head reads the node's fields
+        // and link as written here.
+        self.newest.store(node, Ordering::Release);
+    }
+
+    /// Unlinks the nodes `gone` says are going away. Registry lock held and
+    /// no visitor: no walk is in progress.
+    fn unlink_where(&self, mut gone: impl FnMut(*mut AioHandler) -> bool) {
+        let mut link = &self.newest;
+        loop {
+            let cur = link.load(Ordering::Relaxed);
+            if cur.is_null() {
+                return;
+            }
+            // SAFETY: chain nodes are alive until unlinked (by us, now).
+            let next = unsafe { &(*cur).older };
+            if gone(cur) {
+                link.store(next.load(Ordering::Relaxed), Ordering::Relaxed);
+            } else {
+                link = next;
+            }
+        }
+    }
+
+    /// Every handler not yet freed (deleted ones included), newest first.
+    ///
+    /// # Safety
+    /// The caller is a visitor (or holds the registry lock) for as long as
+    /// it uses what this yields: the nodes stay allocated until then.
+    pub unsafe fn iter(&self) -> impl Iterator<Item = *mut AioHandler> + '_ {
+        let mut cur = self.newest.load(Ordering::Acquire);
+        std::iter::from_fn(move || {
+            if cur.is_null() {
+                return None;
+            }
+            let node = cur;
+            // SAFETY: per the contract, linked nodes are alive.
+            cur = unsafe { (*node).older.load(Ordering::Acquire) };
+            Some(node)
+        })
+    }
+
+    /// Forgets the chain (finalize: every node is being freed).
+    pub fn clear(&self) {
+        self.newest.store(ptr::null_mut(), Ordering::Relaxed);
+    }
+}
+
 /// Registers, replaces or removes the handler of `fd` (`aio_set_fd_handler`).
 /// Any thread.
 #[allow(clippy::too_many_arguments)]
@@ -350,7 +435,7 @@ pub fn set_fd_handler(
 ) {
     let Some(free_now) = change_handler(
         &ctx.handlers,
-        &ctx.deleted_pending,
+        &ctx.published,
         fd,
         io_read,
         io_write,
@@ -382,7 +467,7 @@ pub fn set_fd_handler(
 #[inline(always)]
 pub fn change_handler(
     handlers: &LockCnt<Registry>,
-    deleted_pending: &crate::sync::AtomicBool,
+    published: &Published,
     fd: i32,
     io_read: IoFn,
     io_write: IoFn,
@@ -435,10 +520,12 @@ pub fn change_handler(
             poll_idle_timeout: Cell::new(0),
             poll_ns: AtomicI64::new(0),
             uring: UringNode::default(),
+            older: crate::sync::AtomicPtr::new(ptr::null_mut()),
             #[cfg(loom)]
             alive: loom::sync::Arc::new(crate::sync::AtomicBool::new(true)),
         }));
         reg.all.push(node);
+        published.link(node);
         new = Some(node);
     }
     update(&mut reg, old, new, delta);
@@ -465,11 +552,12 @@ pub fn change_handler(
             if let Some(i) = reg.all.iter().position(|&n| n == optr) {
                 reg.all.remove(i);
             }
+            published.unlink_where(|n| n == optr);
             free_now = Some(optr);
         }
     }
     if !reg.deleted.is_empty() {
-        deleted_pending.store(true, Ordering::Release);
+        published.deleted_pending.store(true, Ordering::Release);
     }
     Some(free_now)
 }
@@ -497,13 +585,13 @@ pub fn live_opaque(ctx: &Context, fd: i32) -> Option<*mut c_void> {
 /// Frees deleted handlers if the caller is the only visitor
 /// (`aio_free_deleted_handlers`). Home thread, inside a visit.
 pub fn free_deleted(ctx: &Context) {
-    free_deleted_in(&ctx.handlers, &ctx.deleted_pending);
+    free_deleted_in(&ctx.handlers, &ctx.published);
 }
 
 /// [`free_deleted`] on a given registry (the loom models' entry).
 #[inline(always)]
-pub fn free_deleted_in(handlers: &LockCnt<Registry>, deleted_pending: &crate::sync::AtomicBool) {
-    if !deleted_pending.load(Ordering::Acquire) {
+pub fn free_deleted_in(handlers: &LockCnt<Registry>, published: &Published) {
+    if !published.deleted_pending.load(Ordering::Acquire) {
         return;
     }
     let Some(mut reg) = handlers.dec_if_lock() else {
@@ -518,6 +606,8 @@ pub fn free_deleted_in(handlers: &LockCnt<Registry>, deleted_pending: &crate::sy
         }
     }
     reg_ref.deleted.clear();
+    // SAFETY: as above.
+    published.unlink_where(|n| unsafe { (*n).freeing.get() });
     reg_ref.all.retain(|&n| {
         // SAFETY: as above.
         if unsafe { (*n).freeing.get() } {
@@ -528,7 +618,7 @@ pub fn free_deleted_in(handlers: &LockCnt<Registry>, deleted_pending: &crate::sy
             true
         }
     });
-    deleted_pending.store(false, Ordering::Release);
+    published.deleted_pending.store(false, Ordering::Release);
     reg.inc_and_unlock();
 }
 

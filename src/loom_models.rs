@@ -24,7 +24,7 @@ use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 
 use crate::bh::{self, BH_DELETED, BH_IDLE, BH_ONESHOT, BH_SCHEDULED, Bh, BhList, SliceQueue};
-use crate::handlers::{self, AioHandler, Registry};
+use crate::handlers::{self, AioHandler, Published, Registry};
 use crate::lockcnt::LockCnt;
 use crate::notify::NotifyState;
 use crate::sync::{AtomicBool, AtomicU32, Ordering, fence};
@@ -340,7 +340,7 @@ fn loom_bh_cancel_delete() {
 /// A handler registry reduced to the visitor count and the deferred frees.
 struct Handlers {
     lockcnt: LockCnt<Registry>,
-    deleted_pending: AtomicBool,
+    published: Published,
 }
 
 impl Handlers {
@@ -353,7 +353,7 @@ impl Handlers {
         };
         let change = handlers::change_handler(
             &self.lockcnt,
-            &self.deleted_pending,
+            &self.published,
             fd,
             read,
             None,
@@ -371,14 +371,14 @@ impl Handlers {
     fn new() -> Arc<Self> {
         Arc::new(Handlers {
             lockcnt: LockCnt::new(Registry::default()),
-            deleted_pending: AtomicBool::new(false),
+            published: Published::new(),
         })
     }
 
     /// An `aio_poll` of the home thread that only runs its free pass.
     fn owner_free_pass(&self) {
         let v = self.lockcnt.inc_owner();
-        handlers::free_deleted_in(&self.lockcnt, &self.deleted_pending);
+        handlers::free_deleted_in(&self.lockcnt, &self.published);
         self.lockcnt.dec_visit(v);
     }
 
@@ -392,12 +392,16 @@ impl Handlers {
         assert_eq!(reg.visitors(), 0);
     }
 
-    /// What a monitor's wait collects under the lock: the live handlers,
-    /// used after the lock is released.
+    /// What a monitor's wait collects: the live handlers, used until the
+    /// visit ends.
     fn snapshot(&self) -> Vec<(*mut AioHandler, Arc<AtomicBool>)> {
-        let reg = self.lockcnt.lock();
-        reg.live()
-            // SAFETY: alive while the lock is held.
+        // The published chain, walked without the lock as the poll(2)
+        // monitor does (every caller here is inside a visit).
+        // SAFETY: inside a visit, chain nodes stay allocated.
+        unsafe { self.published.iter() }
+            // SAFETY: as above.
+            .filter(|&n| !unsafe { &*n }.is_deleted())
+            // SAFETY: as above.
             .map(|n| (n, unsafe { &*n }.alive.clone()))
             .collect()
     }
@@ -442,10 +446,10 @@ fn loom_handlers_visitors() {
         let inner = h.snapshot();
         visit(&outer);
         visit(&inner);
-        handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
+        handlers::free_deleted_in(&h.lockcnt, &h.published);
         h.lockcnt.dec_visit(v_inner);
         visit(&outer);
-        handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
+        handlers::free_deleted_in(&h.lockcnt, &h.published);
         h.lockcnt.dec_visit(v_outer);
         t.join().unwrap();
         // The next aio_poll's free pass frees what was left parked.
@@ -474,7 +478,7 @@ fn loom_handlers_owner_and_shared() {
                 visit(&seen);
                 // The free pass ends the visit: what it frees, this visitor
                 // no longer looks at.
-                handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
+                handlers::free_deleted_in(&h.lockcnt, &h.published);
                 h.lockcnt.dec();
             })
         };
@@ -509,7 +513,7 @@ fn loom_handlers_owner_moves() {
                 let v = h.lockcnt.inc_owner();
                 let seen = h.snapshot();
                 visit(&seen);
-                handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
+                handlers::free_deleted_in(&h.lockcnt, &h.published);
                 h.lockcnt.dec_visit(v);
             })
         };
@@ -518,7 +522,7 @@ fn loom_handlers_owner_moves() {
         // A free pass from this thread, a shared visitor now: whatever the
         // remover had to park is freed.
         h.lockcnt.inc();
-        handlers::free_deleted_in(&h.lockcnt, &h.deleted_pending);
+        handlers::free_deleted_in(&h.lockcnt, &h.published);
         h.lockcnt.dec();
         h.assert_all_freed();
     });

@@ -61,24 +61,22 @@ pub fn wait(ctx: &Context, ready: *mut AioHandlerList, timeout: i64) -> i32 {
         let Scratch { pollfds, nodes } = &mut *s;
         pollfds.clear();
         nodes.clear();
-        {
-            let reg = ctx.handlers.lock();
-            // Newest first: the ready list is LIFO, so handlers are then
-            // dispatched oldest first, in registration order.
-            for n in reg.live().rev() {
-                // SAFETY: alive while the lock is held (and, after it, while
-                // our visit lasts).
-                let h = unsafe { &*n };
-                if h.invalid.load(Ordering::Relaxed) {
-                    continue;
-                }
-                pollfds.push(libc::pollfd {
-                    fd: h.fd(),
-                    events: h.events() as i16,
-                    revents: 0,
-                });
-                nodes.push(n);
+        // Newest first: the ready list is LIFO, so handlers are then
+        // dispatched oldest first, in registration order. The chain is
+        // walked without the registry lock: the caller is a visitor.
+        // SAFETY: inside a visit, chain nodes stay allocated.
+        for n in unsafe { ctx.published.iter() } {
+            // SAFETY: as above.
+            let h = unsafe { &*n };
+            if h.is_deleted() || h.events() == 0 || h.invalid.load(Ordering::Relaxed) {
+                continue;
             }
+            pollfds.push(libc::pollfd {
+                fd: h.fd(),
+                events: h.events() as i16,
+                revents: 0,
+            });
+            nodes.push(n);
         }
         if crate::fdmon::epoll::try_upgrade(ctx, pollfds.len()) {
             pollfds.clear();
@@ -129,9 +127,10 @@ pub fn update(ctx: &Context, old: Option<*mut AioHandler>, new: Option<*mut AioH
 /// GSource check: is any handler's glib-reported event one it listens for?
 /// An invalid fd also answers true, so that dispatch can retire it.
 pub fn gsource_check(ctx: &Context) -> bool {
-    let reg = ctx.handlers.lock();
-    reg.all.iter().any(|&n| {
-        // SAFETY: alive while the lock is held.
+    let visit = ctx.visit_handlers();
+    // SAFETY: inside our visit, chain nodes stay allocated.
+    let found = unsafe { ctx.published.iter() }.any(|n| {
+        // SAFETY: as above.
         let h = unsafe { &*n };
         if h.is_deleted() {
             return false;
@@ -141,14 +140,17 @@ pub fn gsource_check(ctx: &Context) -> bool {
         revents & G_IO_NVAL != 0
             || (ev & READ_EVENTS != 0 && h.io_read.is_some())
             || (ev & WRITE_EVENTS != 0 && h.io_write.is_some())
-    })
+    });
+    ctx.handlers.dec_visit(visit);
+    found
 }
 
-/// GSource dispatch: every handler glib saw an event on becomes ready.
+/// GSource dispatch: every handler glib saw an event on becomes ready,
+/// newest first (the ready list is LIFO). Inside a visit.
 pub fn gsource_dispatch(ctx: &Context, ready: *mut AioHandlerList) {
-    let reg = ctx.handlers.lock();
-    for &n in reg.all.iter().rev() {
-        // SAFETY: alive while the lock is held and during our visit.
+    // SAFETY: the caller is a visitor; chain nodes stay allocated.
+    for n in unsafe { ctx.published.iter() } {
+        // SAFETY: as above.
         let h = unsafe { &*n };
         let revents = h.revents();
         if revents == 0 || h.is_deleted() {

@@ -272,7 +272,7 @@ fn poll_add(node: *mut AioHandler) -> squeue::Entry {
 fn park(ctx: &Context, node: *mut AioHandler) {
     let mut reg = ctx.handlers.lock();
     reg.defer_free(node);
-    ctx.deleted_pending.store(true, Ordering::Release);
+    ctx.published.deleted_pending.store(true, Ordering::Release);
 }
 
 /// What a handler's `POLL_ADD` result means (-ECANCELED is handled by the

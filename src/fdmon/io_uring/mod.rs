@@ -361,7 +361,8 @@ impl Uring {
         while !node.is_null() {
             // SAFETY: registry nodes are alive until handlers::finalize.
             let u = unsafe { &(*node).uring };
-            node = u.next.swap(ptr::null_mut(), Ordering::Relaxed);
+            // SAFETY: as above.
+            node = unsafe { &(*node).uring_next }.swap(ptr::null_mut(), Ordering::Relaxed);
             u.flags.store(0, Ordering::Relaxed);
         }
         gsource_remove_unix_fd(ctx, tag.load(Ordering::Acquire));

@@ -4,16 +4,18 @@
 //! Handler memory may be freed only by someone who holds the lock while the
 //! count is zero, so a visitor (a running `aio_poll`, possibly nested) keeps
 //! every handler it may still look at alive. Modifiers (`aio_set_fd_handler`,
-//! monitor switches) take the lock; walking the registry itself also takes
-//! the lock, briefly, because other threads may insert into it.
+//! monitor switches) take the lock; so does walking the registry's own
+//! vector, which other threads may grow. A visitor walks the handler chain
+//! (`handlers::Published`) instead, which needs only the visit.
 //!
 //! # Owner visits
 //!
 //! The context's home thread visits on every `aio_poll`; a shared visit costs
 //! two locked read-modify-writes (QEMU's `qemu_lockcnt_inc`/`dec` do the
 //! same). [`LockCnt::inc_owner`] is a visit counted in a second word that only
-//! one thread at a time writes (the *owner*: the home thread in `aio_poll`),
-//! with plain stores and a compiler barrier ([`light_fence`]). The cost moves
+//! one thread at a time writes (the *owner*: the home thread, in `aio_poll`
+//! and in glib's callbacks), with plain stores and a compiler barrier
+//! ([`light_fence`]). The cost moves
 //! to the rare lock holder on another thread that must know there is no
 //! visitor before freeing: it runs [`heavy_fence`] (membarrier(2)) before
 //! reading the owner's count, which makes the owner's light fence a full one

@@ -199,12 +199,7 @@ impl Context {
     /// callbacks): an owner visit on the home thread, a shared one elsewhere.
     #[inline]
     pub(crate) fn visit_handlers(&self) -> Visit {
-        if self.is_home() {
-            self.handlers.inc_owner()
-        } else {
-            self.handlers.inc();
-            Visit::Shared
-        }
+        self.handlers.inc_visit(self.is_home())
     }
 
     /// Binds the context to the calling thread (`qemu_set_current_aio_context`).

@@ -159,6 +159,11 @@ impl AioHandler {
         self.deleted.load(Ordering::Acquire)
     }
 
+    /// Not deleted and waiting for some event: what a monitor waits on.
+    pub fn is_live(&self) -> bool {
+        !self.is_deleted() && self.events() != 0
+    }
+
     /// Marks the node deleted without parking it anywhere (the io_uring
     /// monitor parks it later, once the kernel has let go of it).
     pub fn mark_deleted(&self) {
@@ -342,8 +347,7 @@ impl Registry {
     pub fn live(&self) -> impl DoubleEndedIterator<Item = *mut AioHandler> + '_ {
         self.all.iter().copied().filter(|&n| {
             // SAFETY: as in find.
-            let n = unsafe { &*n };
-            !n.is_deleted() && n.events() != 0
+            unsafe { &*n }.is_live()
         })
     }
 

@@ -186,6 +186,18 @@ impl<T> LockCnt<T> {
         debug_assert!(prev >= VISITOR, "lockcnt underflow");
     }
 
+    /// Becomes a visitor: an owner visit ([`inc_owner`](Self::inc_owner)) if
+    /// `owner` (the caller is the context's home thread), else a shared one.
+    #[inline]
+    pub fn inc_visit(&self, owner: bool) -> Visit {
+        if owner {
+            self.inc_owner()
+        } else {
+            self.inc();
+            Visit::Shared
+        }
+    }
+
     /// Becomes a visitor as the owner: no read-modify-write unless a lock
     /// holder is active when the owner's count leaves zero, in which case
     /// this is a shared visit ([`inc`](Self::inc), which waits for it). Only

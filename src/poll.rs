@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use crate::bh;
 use crate::context::Context;
 use crate::handlers::{self, AioHandler, AioHandlerList};
-use crate::lockcnt::Visit;
 use crate::timer::{clock_get_ns, soonest_timeout};
 
 /// A handler that polled nothing for this long leaves userspace polling
@@ -48,12 +47,7 @@ pub fn aio_poll(ctx: &Context, blocking: bool) -> bool {
 
     // The home thread's visit is an owner visit (no locked RMW); the BQL
     // holder running the main context's loop makes a shared one.
-    let visit = if home {
-        ctx.handlers.inc_owner()
-    } else {
-        ctx.handlers.inc();
-        Visit::Shared
-    };
+    let visit = ctx.handlers.inc_visit(home);
     let polling = ctx.poll_max_ns.load(Ordering::Relaxed) != 0;
     let start = if polling { now() } else { 0 };
 

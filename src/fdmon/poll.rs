@@ -68,7 +68,7 @@ pub fn wait(ctx: &Context, ready: *mut AioHandlerList, timeout: i64) -> i32 {
         for n in unsafe { ctx.published.iter() } {
             // SAFETY: as above.
             let h = unsafe { &*n };
-            if h.is_deleted() || h.events() == 0 || h.invalid.load(Ordering::Relaxed) {
+            if !h.is_live() || h.invalid.load(Ordering::Relaxed) {
                 continue;
             }
             pollfds.push(libc::pollfd {

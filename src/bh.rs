@@ -284,13 +284,25 @@ fn free(bh: *mut Bh) {
 
 /// Runs every scheduled BH (`aio_bh_poll`). Home thread only. Returns true if
 /// a non-idle BH ran.
+#[inline]
 pub fn poll(ctx: &Context) -> bool {
     poll_lists(&ctx.bh_list, &ctx.bh_slices)
 }
 
 /// [`poll`] on a given list and slice queue (the loom models' entry).
+/// Inline, so that a loop iteration with no BH scheduled and no outer
+/// `aio_bh_poll` to finish costs two loads and no call.
 #[inline]
 pub fn poll_lists(list: &BhList, slices: &SliceQueue) -> bool {
+    if list.first().is_null() && slices.is_empty() {
+        return false;
+    }
+    run_lists(list, slices)
+}
+
+/// [`poll_lists`] when there may be BHs to run.
+#[inline(never)]
+fn run_lists(list: &BhList, slices: &SliceQueue) -> bool {
     let slice = Slice {
         head: Cell::new(list.take()),
         next: Cell::new(ptr::null()),

@@ -271,10 +271,19 @@ fn remove_idle_poll_handlers(ctx: &Context, ready: *mut AioHandlerList, now: i64
 /// Enters or leaves poll mode, calling `io_poll_begin`/`io_poll_end`. When
 /// leaving, polls each handler once more, since an event may have raced
 /// with `io_poll_end`; returns true if one was ready.
+/// Inline, so that the common case (no change of mode) costs a load and no
+/// call.
+#[inline]
 pub(crate) fn poll_set_started(ctx: &Context, ready: *mut AioHandlerList, started: bool) -> bool {
     if started == ctx.poll_started.get() {
         return false;
     }
+    switch_poll_mode(ctx, ready, started)
+}
+
+/// [`poll_set_started`] when the mode changes.
+#[inline(never)]
+fn switch_poll_mode(ctx: &Context, ready: *mut AioHandlerList, started: bool) -> bool {
     ctx.poll_started.set(started);
     let mut progress = false;
     ctx.handlers.inc();

@@ -91,6 +91,41 @@ pub fn membarrier_private() -> bool {
     r == 0
 }
 
+/// `io_uring_enter(2)` with no argument struct: hands `to_submit` SQEs to
+/// the kernel and, with `IORING_ENTER_GETEVENTS` in `flags`, waits until
+/// `min_complete` completions are in the CQ. Returns how many SQEs were
+/// consumed. One `syscall(3)` call: the crate's `Submitter::enter` adds an
+/// out-of-line wrapper on every loop iteration.
+///
+/// # Safety
+/// `fd` is an io_uring; every SQE the call may submit is complete and the
+/// memory it points to stays valid until its completion.
+#[inline]
+pub unsafe fn io_uring_enter(
+    fd: i32,
+    to_submit: u32,
+    min_complete: u32,
+    flags: u32,
+) -> io::Result<u32> {
+    // SAFETY: per the contract; no signal mask or argument struct is passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_enter,
+            fd as libc::c_long,
+            to_submit as libc::c_long,
+            min_complete as libc::c_long,
+            flags as libc::c_long,
+            std::ptr::null::<libc::sigset_t>(),
+            0 as libc::c_long,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as u32)
+    }
+}
+
 /// The message of an OS error as strerror(3) words it, without the
 /// " (os error N)" of `io::Error`'s Display (QEMU's error texts).
 pub fn strerror(e: &io::Error) -> String {

@@ -174,6 +174,7 @@ impl Monitor {
 
     /// Waits up to `timeout` ns (-1 forever, 0 not at all) and puts ready
     /// handlers on `ready`. Called inside a visit.
+    #[inline]
     pub fn wait(&self, ctx: &Context, ready: *mut AioHandlerList, timeout: i64) -> i32 {
         match self.kind() {
             Kind::Poll => poll::wait(ctx, ready, timeout),

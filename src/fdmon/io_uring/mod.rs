@@ -264,7 +264,7 @@ impl Uring {
         // should count).
         // Nor while a prep_sqe callback runs this loop: the SQEs queued
         // behind its unfinished one cannot be submitted (see Queues).
-        let sleep = timeout != 0 && !self.completions_waiting() && !self.q.held_back();
+        let mut sleep = timeout != 0 && !self.completions_waiting() && !self.q.held_back();
         if sleep && timeout > 0 {
             // Read by the kernel when it consumes the TIMEOUT SQE, which may
             // be after this call returns (see `wait_ts`). A stale TIMEOUT
@@ -279,10 +279,10 @@ impl Uring {
                 .build()
                 .user_data(0);
             self.push_sqe(&e);
+            // Pushing may have had to reap (see flush_full_sq): check again.
+            sleep = !self.completions_waiting();
         }
-        // Pushing may have had to reap (see flush_full_sq): check again.
-        let want = usize::from(sleep && !self.completions_waiting());
-        self.submit_and_wait(want);
+        self.submit_and_wait(usize::from(sleep));
         self.process_cq(ctx, ready) + self.unstash(ready)
     }
 

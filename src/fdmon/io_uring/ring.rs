@@ -123,13 +123,10 @@ impl Uring {
             } else {
                 0
             };
-            // SAFETY: home thread, no other ring reference alive; the SQEs
-            // counted are published and no argument struct is passed.
-            let r = unsafe {
-                self.ring()
-                    .submitter()
-                    .enter::<libc::sigset_t>(to_submit, want as u32, flags, None)
-            };
+            // SAFETY: our ring; the SQEs counted are published, and each
+            // one's memory is kept valid by whoever queued it.
+            let r =
+                unsafe { crate::sys::io_uring_enter(self.ring_fd, to_submit, want as u32, flags) };
             match r {
                 Ok(_) => {
                     if self.q.cq_len() >= want {
@@ -153,12 +150,7 @@ impl Uring {
         loop {
             // SAFETY: home thread; GETEVENTS without submitting or waiting.
             let r = unsafe {
-                self.ring().submitter().enter::<libc::sigset_t>(
-                    0,
-                    0,
-                    EnterFlags::GETEVENTS.bits(),
-                    None,
-                )
+                crate::sys::io_uring_enter(self.ring_fd, 0, 0, EnterFlags::GETEVENTS.bits())
             };
             match r {
                 Ok(_) => return,

@@ -213,7 +213,7 @@ impl Context {
         self.handlers.inc();
         {
             let reg = self.handlers.lock();
-            for &n in &reg.all {
+            for n in self.published.nodes(&reg) {
                 // SAFETY: alive while the lock is held.
                 unsafe { &*n }.poll_ns.store(0, Ordering::Relaxed);
             }
@@ -474,8 +474,7 @@ pub unsafe fn finalize(src: *mut GSource) {
     let mut reg = std::mem::take(ctx.handlers.get_mut());
     let mut monitor = std::mem::replace(&mut ctx.monitor, Monitor::placeholder());
     monitor.destroy(ctx, &mut reg);
-    ctx.published.clear();
-    handlers::finalize(&mut reg);
+    handlers::finalize(&mut reg, &ctx.published);
     // The timer lists go first: until they leave the clock registry, a
     // qemu_clock_enable in another thread may still notify this context.
     // SAFETY: dropped exactly once; nothing uses the lists afterwards.

@@ -324,8 +324,6 @@ pub unsafe fn poll_list_iter(ctx: &Context) -> impl Iterator<Item = *mut AioHand
 /// The registry proper, guarded by the context's `LockCnt`.
 #[derive(Default)]
 pub struct Registry {
-    /// Every handler not yet freed, oldest first (deleted ones included).
-    pub all: Vec<*mut AioHandler>,
     /// The live (not deleted) handler of each fd, so that registering N fds
     /// costs O(N), not the O(N^2) of a list walk per registration.
     by_fd: HashMap<i32, *mut AioHandler>,
@@ -341,14 +339,6 @@ impl Registry {
     /// The live (not deleted) handler of `fd`.
     pub fn find(&self, fd: i32) -> Option<*mut AioHandler> {
         self.by_fd.get(&fd).copied()
-    }
-
-    /// Live handlers with requested events, oldest first.
-    pub fn live(&self) -> impl DoubleEndedIterator<Item = *mut AioHandler> + '_ {
-        self.all.iter().copied().filter(|&n| {
-            // SAFETY: as in find.
-            unsafe { &*n }.is_live()
-        })
     }
 
     /// Parks a deleted node until the last visitor leaves.
@@ -428,9 +418,31 @@ impl Published {
         })
     }
 
-    /// Forgets the chain (finalize: every node is being freed).
-    pub fn clear(&self) {
-        self.newest.store(ptr::null_mut(), Ordering::Relaxed);
+    /// Every handler not yet freed (deleted ones included), newest first.
+    /// The registry borrow stands for the lock: no free pass runs while it
+    /// is held.
+    pub fn nodes<'a>(
+        &'a self,
+        _locked: &'a Registry,
+    ) -> impl Iterator<Item = *mut AioHandler> + 'a {
+        // SAFETY: a node leaves the chain only under the lock (or at
+        // finalize, which owns the registry) before it is freed, and the
+        // caller's registry borrow excludes both.
+        unsafe { self.iter() }
+    }
+
+    /// The live handlers (not deleted, with requested events), newest
+    /// first, as QEMU walks its handler list. Registry lock held.
+    pub fn live<'a>(&'a self, locked: &'a Registry) -> impl Iterator<Item = *mut AioHandler> + 'a {
+        self.nodes(locked).filter(|&n| {
+            // SAFETY: as in nodes.
+            unsafe { &*n }.is_live()
+        })
+    }
+
+    /// True if no handler is left, deleted ones included.
+    pub fn is_empty(&self) -> bool {
+        self.newest.load(Ordering::Relaxed).is_null()
     }
 }
 
@@ -538,7 +550,6 @@ pub fn change_handler(
             #[cfg(loom)]
             alive: loom::sync::Arc::new(crate::sync::AtomicBool::new(true)),
         }));
-        reg.all.push(node);
         published.link(node);
         new = Some(node);
     }
@@ -562,10 +573,6 @@ pub fn change_handler(
             o.mark_deleted();
             // SAFETY: no visitor exists and we hold the lock.
             unsafe { poll_list_remove(optr) };
-            // One node: stop at it (retain would always scan everything).
-            if let Some(i) = reg.all.iter().position(|&n| n == optr) {
-                reg.all.remove(i);
-            }
             published.unlink_where(|n| n == optr);
             free_now = Some(optr);
         }
@@ -618,38 +625,43 @@ fn free_pass(handlers: &LockCnt<Registry>, published: &Published) {
     let Some(mut reg) = handlers.dec_if_lock() else {
         return;
     };
-    let reg_ref = &mut *reg;
-    for &n in &reg_ref.deleted {
+    // Taken out and put back so that the vector keeps its capacity.
+    let mut doomed = std::mem::take(&mut reg.deleted);
+    doomed.retain(|&n| {
         // SAFETY: parked nodes are alive; we hold the lock with no visitors.
+        // A node parked twice is freed once.
         unsafe {
+            if (*n).freeing.get() {
+                return false;
+            }
             poll_list_remove(n);
             (*n).freeing.set(true);
         }
-    }
-    reg_ref.deleted.clear();
+        true
+    });
     // SAFETY: as above.
     published.unlink_where(|n| unsafe { (*n).freeing.get() });
-    reg_ref.all.retain(|&n| {
-        // SAFETY: as above.
-        if unsafe { (*n).freeing.get() } {
-            // SAFETY: unlinked from every list; nobody can reach it.
-            drop(unsafe { Box::from_raw(n) });
-            false
-        } else {
-            true
-        }
-    });
+    for n in doomed.drain(..) {
+        // SAFETY: unlinked from every list; nobody can reach it.
+        drop(unsafe { Box::from_raw(n) });
+    }
+    reg.deleted = doomed;
     published.deleted_pending.store(false, Ordering::Release);
     reg.inc_and_unlock();
 }
 
 /// Frees every handler at finalize; none of their callbacks runs.
-pub fn finalize(reg: &mut Registry) {
+pub fn finalize(reg: &mut Registry, published: &Published) {
     reg.deleted.clear();
     reg.by_fd.clear();
-    for n in reg.all.drain(..) {
-        // SAFETY: the context is being finalized; nobody can reach it.
-        drop(unsafe { Box::from_raw(n) });
+    let mut cur = published.newest.swap(ptr::null_mut(), Ordering::Relaxed);
+    while !cur.is_null() {
+        // SAFETY: the context is being finalized; nobody can reach the
+        // chain, whose nodes are alive until freed here, each once.
+        let older = unsafe { (*cur).older.load(Ordering::Relaxed) };
+        // SAFETY: as above; the link was read first.
+        drop(unsafe { Box::from_raw(cur) });
+        cur = older;
     }
 }
 

@@ -386,7 +386,7 @@ impl Handlers {
     fn assert_all_freed(&self) {
         let reg = self.lockcnt.lock();
         assert!(
-            reg.all.is_empty() && reg.deleted.is_empty(),
+            self.published.is_empty() && reg.deleted.is_empty(),
             "handler leaked"
         );
         assert_eq!(reg.visitors(), 0);

@@ -150,7 +150,7 @@ pub fn try_upgrade(ctx: &Context, npfd: usize) -> bool {
 /// Registry lock held.
 pub fn enable(ctx: &Context, reg: &Registry) -> bool {
     let epfd = ctx.monitor.epoll.fd();
-    for n in reg.live() {
+    for n in ctx.published.live(reg) {
         if ctl(epfd, libc::EPOLL_CTL_ADD, n).is_err() {
             return false;
         }
@@ -158,7 +158,7 @@ pub fn enable(ctx: &Context, reg: &Registry) -> bool {
     ctx.monitor.set_kind(Kind::Epoll);
     ctx.publish_fdmon();
     if ctx.gsource_usable() {
-        for n in reg.live() {
+        for n in ctx.published.live(reg) {
             // SAFETY: these GPollFDs were added while on poll(2).
             unsafe { glib_sys::g_source_remove_poll(ctx.gsource(), (*n).gpollfd()) };
         }

@@ -179,7 +179,7 @@ pub fn downgrade(ctx: &Context, reg: &handlers::Registry, skip: Option<*mut AioH
     if !ctx.gsource_usable() {
         return;
     }
-    for n in reg.live().filter(|&n| Some(n) != skip) {
+    for n in ctx.published.live(reg).filter(|&n| Some(n) != skip) {
         // SAFETY: alive while the lock is held.
         unsafe { glib_sys::g_source_add_poll(ctx.gsource(), (*n).gpollfd()) };
     }

@@ -4,9 +4,9 @@
 //! Handler memory may be freed only by someone who holds the lock while the
 //! count is zero, so a visitor (a running `aio_poll`, possibly nested) keeps
 //! every handler it may still look at alive. Modifiers (`aio_set_fd_handler`,
-//! monitor switches) take the lock; so does walking the registry's own
-//! vector, which other threads may grow. A visitor walks the handler chain
-//! (`handlers::Published`) instead, which needs only the visit.
+//! monitor switches) take the lock. The handler chain
+//! (`handlers::Published`) is walked by visitors with only the visit, and by
+//! lock holders under the lock.
 //!
 //! # Owner visits
 //!

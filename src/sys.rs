@@ -12,6 +12,7 @@ pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// Like [`cvt`] for calls returning `ssize_t`.
+#[inline]
 pub fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -119,11 +120,7 @@ pub unsafe fn io_uring_enter(
             0 as libc::c_long,
         )
     };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as u32)
-    }
+    cvt_size(r as libc::ssize_t).map(|n| n as u32)
 }
 
 /// The message of an OS error as strerror(3) words it, without the

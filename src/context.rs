@@ -153,7 +153,19 @@ impl Context {
     /// false for the one other thread allowed in: the BQL holder running the
     /// main context's loop (it must not make owner visits of the handler
     /// lists, see `lockcnt`).
+    #[inline]
     pub fn check_home(&self, func: &str) -> bool {
+        if self.home.load(Ordering::Relaxed) == crate::sys::thread_id() {
+            return true;
+        }
+        self.check_home_slow(func)
+    }
+
+    /// `check_home` for a thread that is not (yet) the home thread: out of
+    /// line, so that callers' fast paths save no registers for it.
+    #[cold]
+    #[inline(never)]
+    fn check_home_slow(&self, func: &str) -> bool {
         let me = crate::sys::thread_id();
         let home = self.home.load(Ordering::Relaxed);
         if home == me {

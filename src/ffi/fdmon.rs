@@ -73,16 +73,37 @@ pub(crate) fn tables() -> FdMonTables {
 fn ctx_on<'a>(func: &str, ctx: *mut AioContext, kind: Kind) -> &'a Context {
     let c = ctx_ref(func, ctx);
     if c.fdmon_kind() != kind {
-        misuse(
-            func,
-            &format!(
-                "the context's active fd monitor is {}, not {}",
-                c.fdmon_kind().name(),
-                kind.name()
-            ),
-        );
+        wrong_monitor(func, c, kind);
     }
     c
+}
+
+/// Aborts: an fd monitor's table was called for a context running another
+/// one. Out of line (it formats), so the callers' fast paths stay small.
+#[cold]
+#[inline(never)]
+fn wrong_monitor(func: &str, c: &Context, kind: Kind) -> ! {
+    misuse(
+        func,
+        &format!(
+            "the context's active fd monitor is {}, not {}",
+            c.fdmon_kind().name(),
+            kind.name()
+        ),
+    )
+}
+
+/// Aborts: `aio_add_sqe` on a context without the io_uring monitor.
+#[cold]
+#[inline(never)]
+fn not_io_uring(func: &str, c: &Context) -> ! {
+    misuse(
+        func,
+        &format!(
+            "requires aio_has_io_uring() (the context uses {})",
+            c.fdmon_kind().name()
+        ),
+    )
 }
 
 fn opt_node(n: *mut AioHandler) -> Option<*mut AioHandler> {
@@ -359,13 +380,7 @@ pub unsafe extern "C" fn aio_add_sqe(
         }
         let c = ctx_ref("aio_add_sqe", cur);
         if c.fdmon_kind() != Kind::IoUring {
-            misuse(
-                "aio_add_sqe",
-                &format!(
-                    "requires aio_has_io_uring() (the context uses {})",
-                    c.fdmon_kind().name()
-                ),
-            );
+            not_io_uring("aio_add_sqe", c);
         }
         add_sqe_checked("aio_add_sqe", c, prep_sqe, opaque, cqe_handler)
     })

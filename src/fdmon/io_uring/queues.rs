@@ -310,12 +310,14 @@ impl Queues {
         }
     }
 
-    /// The CQE at ring position `i` (between the bounds).
+    /// The CQE array, for reading the entries between the bounds.
     #[inline]
-    pub(super) fn cqe(&self, i: u32) -> &cqueue::Entry {
-        // SAFETY: masked into the CQE array; the kernel does not rewrite an
-        // entry before the head has been released past it.
-        unsafe { &*self.cqes.add((i & self.cq_mask) as usize) }
+    pub(super) fn cq_view(&self) -> CqView<'_> {
+        CqView {
+            cqes: self.cqes,
+            mask: self.cq_mask,
+            _ring: std::marker::PhantomData,
+        }
     }
 
     /// Gives the CQ slots before `head` back to the kernel.
@@ -338,5 +340,26 @@ impl Queues {
     pub(super) fn cq_len(&self) -> usize {
         let (head, tail) = self.cq_bounds();
         tail.wrapping_sub(head) as usize
+    }
+}
+
+/// The CQE array, copied out of [`Queues`] so that a reaping loop keeps
+/// its base and mask in registers (stores through the handlers it fills
+/// could otherwise alias them).
+#[derive(Clone, Copy)]
+pub(super) struct CqView<'a> {
+    cqes: *const cqueue::Entry,
+    mask: u32,
+    _ring: std::marker::PhantomData<&'a Queues>,
+}
+
+impl<'a> CqView<'a> {
+    /// The CQE at ring position `i` (between the bounds).
+    #[inline]
+    pub(super) fn get(self, i: u32) -> &'a cqueue::Entry {
+        // SAFETY: masked into the CQE array, which lives as long as the
+        // queues borrowed for 'a; the kernel does not rewrite an entry
+        // before the head has been released past it.
+        unsafe { &*self.cqes.add((i & self.mask) as usize) }
     }
 }

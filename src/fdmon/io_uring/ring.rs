@@ -11,7 +11,6 @@ use io_uring::{EnterFlags, squeue};
 
 use super::queues::{IORING_SQ_CQ_OVERFLOW, IORING_SQ_TASKRUN};
 use super::{TAG_POLL, Uring};
-use crate::abi::CqeHandler;
 use crate::context::Context;
 use crate::handlers::{AioHandler, AioHandlerList};
 
@@ -197,7 +196,7 @@ impl Uring {
         let mut n = 0;
         loop {
             // The tail is read once per batch and the head released once:
-            // the CQEs are read in place, and nothing process_cqe does reaps
+            // the CQEs are read in place, and nothing the loop calls reaps
             // the CQ (it queues, and pushes SQEs only if there is room), so
             // no one else moves the head meanwhile.
             let (mut head, tail) = self.q.cq_bounds();
@@ -212,33 +211,21 @@ impl Uring {
                 continue;
             }
             while head != tail {
-                let e = self.q.cqe(head);
-                let (user_data, res, flags) = (e.user_data(), e.result(), e.flags());
-                head = head.wrapping_add(1);
-                n += self.process_cqe(ctx, ready, user_data, res, flags);
+                let e = self.q.cq_view().get(head);
+                let user_data = e.user_data();
+                if user_data & TAG_POLL != 0 {
+                    let node = (user_data & !TAG_POLL) as *mut AioHandler;
+                    n += self.poll_completed(ctx, ready, node, e.result());
+                    head = head.wrapping_add(1);
+                } else if user_data != 0 {
+                    head = self.queue_completions(head, tail);
+                } else {
+                    head = head.wrapping_add(1);
+                }
             }
             self.q.cq_release(head);
         }
         n
-    }
-
-    fn process_cqe(
-        &self,
-        ctx: &Context,
-        ready: *mut AioHandlerList,
-        user_data: u64,
-        res: i32,
-        flags: u32,
-    ) -> i32 {
-        if user_data == 0 {
-            return 0;
-        }
-        if user_data & TAG_POLL != 0 {
-            let node = (user_data & !TAG_POLL) as *mut AioHandler;
-            return self.poll_completed(ctx, ready, node, res);
-        }
-        self.queue_completion(user_data as *mut CqeHandler, res, flags);
-        0
     }
 }
 

@@ -8,7 +8,7 @@ use std::ptr;
 
 use io_uring::squeue;
 
-use super::Uring;
+use super::{TAG_POLL, Uring};
 use crate::abi::{CqeHandler, io_uring_cqe, io_uring_sqe};
 use crate::context::Context;
 
@@ -55,27 +55,46 @@ impl Uring {
         self.q.publish();
     }
 
-    /// A user request completed: its CQE is copied into the handler, which
-    /// joins the queue that [`Uring::dispatch`] runs. Home thread.
-    pub(super) fn queue_completion(&self, h: *mut CqeHandler, res: i32, flags: u32) {
-        let user_data = h as u64;
-        // SAFETY: the user keeps a CqeHandler valid until its callback ran;
-        // its completion arrives once, so it is on no queue yet.
-        unsafe {
-            (*h).cqe = io_uring_cqe {
-                user_data,
-                res,
-                flags,
-            };
-            (*h).next.sqe_next = ptr::null_mut();
-            let last = self.cqe_last.get();
-            if last.is_null() {
-                self.cqe_first.set(h);
-            } else {
-                (*last).next.sqe_next = h;
+    /// User requests completed: the run of their CQEs from ring position
+    /// `head` (a user request's) up to the next handler's `POLL_ADD` or
+    /// `tail` is copied into the handlers, which join the queue that
+    /// [`Uring::dispatch`] runs. Returns where the run ended. Out of line,
+    /// so that reaping handlers' completions keeps its registers. Home
+    /// thread.
+    #[inline(never)]
+    pub(super) fn queue_completions(&self, mut head: u32, tail: u32) -> u32 {
+        let cq = self.q.cq_view();
+        let mut last = self.cqe_last.get();
+        while head != tail {
+            let e = cq.get(head);
+            let user_data = e.user_data();
+            if user_data & TAG_POLL != 0 {
+                break;
             }
+            head = head.wrapping_add(1);
+            if user_data == 0 {
+                continue;
+            }
+            let h = user_data as *mut CqeHandler;
+            // SAFETY: the user keeps a CqeHandler valid until its callback
+            // ran; its completion arrives once, so it is on no queue yet.
+            unsafe {
+                (*h).cqe = io_uring_cqe {
+                    user_data,
+                    res: e.result(),
+                    flags: e.flags(),
+                };
+                (*h).next.sqe_next = ptr::null_mut();
+                if last.is_null() {
+                    self.cqe_first.set(h);
+                } else {
+                    (*last).next.sqe_next = h;
+                }
+            }
+            last = h;
         }
-        self.cqe_last.set(h);
+        self.cqe_last.set(last);
+        head
     }
 
     /// Runs the callbacks of completed user requests, oldest first
@@ -116,7 +135,6 @@ impl Uring {
 
 #[cfg(test)]
 mod tests {
-    use super::super::TAG_POLL;
     use super::*;
 
     #[test]

@@ -668,8 +668,12 @@ pub fn finalize(reg: &mut Registry, published: &Published) {
 /// Runs the callbacks of one ready handler (`aio_dispatch_handler`).
 /// Returns true if a user callback ran.
 ///
+/// Always inlined: it runs every iteration (see
+/// `poll::dispatch_ready_handlers`).
+///
 /// # Safety
 /// Home thread inside a visit; `node` is alive and off every ready list.
+#[inline(always)]
 pub unsafe fn dispatch_handler(ctx: &Context, node: *mut AioHandler) -> bool {
     // SAFETY: per the contract.
     let n = unsafe { &*node };

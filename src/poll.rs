@@ -80,6 +80,13 @@ pub fn aio_poll(ctx: &Context, blocking: bool) -> bool {
 }
 
 /// Dispatches every handler on `ready`, then adapts its poll time.
+///
+/// Always inlined, like the other steps every iteration takes
+/// (`handlers::dispatch_handler`, and io_uring's `submit_and_wait`,
+/// `process_cq` and `poll_completed`): a call costs the callee-saved
+/// registers' pushes and pops, and inlining these five took 37 (epoll) and
+/// 84 (io_uring) of the instructions of an fds-1 iteration.
+#[inline(always)]
 pub(crate) fn dispatch_ready_handlers(
     ctx: &Context,
     ready: *mut AioHandlerList,

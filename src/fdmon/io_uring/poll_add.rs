@@ -166,6 +166,9 @@ impl Uring {
     }
 
     /// A handler's `POLL_ADD` completed with `res` (poll events or -errno).
+    /// Always inlined: it runs every iteration (see
+    /// `poll::dispatch_ready_handlers`).
+    #[inline(always)]
     pub(super) fn poll_completed(
         &self,
         ctx: &Context,

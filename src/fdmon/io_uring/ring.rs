@@ -106,6 +106,9 @@ impl Uring {
     /// are in the CQ. Retries EINTR, and a return caused by a signal after
     /// the submission (which reports success with fewer CQEs than asked).
     /// Home thread.
+    /// Always inlined: it runs every iteration (see
+    /// `poll::dispatch_ready_handlers`).
+    #[inline(always)]
     pub(super) fn submit_and_wait(&self, want: usize) {
         loop {
             let to_submit = self.q.sq_len();
@@ -192,6 +195,9 @@ impl Uring {
     /// `ready`, user completions on the CqeHandler queue. Every completion
     /// the kernel holds is taken, overflowed ones included. Returns the
     /// number of ready handlers. Home thread.
+    /// Always inlined: it runs every iteration (see
+    /// `poll::dispatch_ready_handlers`).
+    #[inline(always)]
     pub(super) fn process_cq(&self, ctx: &Context, ready: *mut AioHandlerList) -> i32 {
         let mut n = 0;
         loop {

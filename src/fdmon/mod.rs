@@ -43,14 +43,6 @@ impl Kind {
         }
     }
 
-    fn from_u8(v: u8) -> Kind {
-        match v {
-            1 => Kind::Epoll,
-            2 => Kind::IoUring,
-            _ => Kind::Poll,
-        }
-    }
-
     /// Parses `QAIO_FDMON`.
     pub fn from_env() -> Result<Option<Kind>, String> {
         match std::env::var("QAIO_FDMON") {
@@ -68,9 +60,33 @@ impl Kind {
     }
 }
 
+/// A [`Kind`] that other threads read while the home thread changes it.
+/// It holds nothing but a `Kind`'s discriminant, so reading it back needs
+/// no conversion (a `match` from the byte costs instructions on every
+/// `Monitor::kind`, and the loop asks several times per iteration).
+struct AtomicKind(AtomicU8);
+
+impl AtomicKind {
+    fn new(k: Kind) -> AtomicKind {
+        AtomicKind(AtomicU8::new(k as u8))
+    }
+
+    #[inline]
+    fn load(&self) -> Kind {
+        let v = self.0.load(Ordering::Acquire);
+        // SAFETY: only `new` and `store` write the byte, each from a Kind,
+        // and Kind is repr(u8): v is one of its discriminants.
+        unsafe { std::mem::transmute::<u8, Kind>(v) }
+    }
+
+    fn store(&self, k: Kind) {
+        self.0.store(k as u8, Ordering::Release);
+    }
+}
+
 /// Per-context monitor state.
 pub struct Monitor {
-    kind: AtomicU8,
+    kind: AtomicKind,
     /// The monitor forced through QAIO_FDMON, if any.
     pub forced: Option<Kind>,
     pub epoll: epoll::Epoll,
@@ -83,7 +99,7 @@ impl Monitor {
     /// error.
     pub fn new(forced: Option<Kind>) -> Result<Monitor, String> {
         let mut m = Monitor {
-            kind: AtomicU8::new(Kind::Poll as u8),
+            kind: AtomicKind::new(Kind::Poll),
             forced,
             epoll: epoll::Epoll::new(),
             uring: None,
@@ -119,7 +135,7 @@ impl Monitor {
     /// A monitor that owns nothing (what a finalized context keeps).
     pub fn placeholder() -> Monitor {
         Monitor {
-            kind: AtomicU8::new(Kind::Poll as u8),
+            kind: AtomicKind::new(Kind::Poll),
             forced: None,
             epoll: epoll::Epoll::new(),
             uring: None,
@@ -137,11 +153,11 @@ impl Monitor {
     }
 
     pub fn kind(&self) -> Kind {
-        Kind::from_u8(self.kind.load(Ordering::Acquire))
+        self.kind.load()
     }
 
     pub(crate) fn set_kind(&self, k: Kind) {
-        self.kind.store(k as u8, Ordering::Release);
+        self.kind.store(k);
     }
 
     /// The monitor can observe fd readiness from userspace while polling

@@ -95,8 +95,10 @@ pub fn membarrier_private() -> bool {
 /// `io_uring_enter(2)` with no argument struct: hands `to_submit` SQEs to
 /// the kernel and, with `IORING_ENTER_GETEVENTS` in `flags`, waits until
 /// `min_complete` completions are in the CQ. Returns how many SQEs were
-/// consumed. One `syscall(3)` call: the crate's `Submitter::enter` adds an
-/// out-of-line wrapper on every loop iteration.
+/// consumed. On x86-64 the `syscall` instruction itself, as liburing
+/// issues it: glibc's `syscall(3)` moves all six arguments and writes errno
+/// on every loop iteration, and the crate's `Submitter::enter` adds an
+/// out-of-line wrapper on top.
 ///
 /// # Safety
 /// `fd` is an io_uring; every SQE the call may submit is complete and the
@@ -108,19 +110,55 @@ pub unsafe fn io_uring_enter(
     min_complete: u32,
     flags: u32,
 ) -> io::Result<u32> {
-    // SAFETY: per the contract; no signal mask or argument struct is passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_io_uring_enter,
-            fd as libc::c_long,
-            to_submit as libc::c_long,
-            min_complete as libc::c_long,
-            flags as libc::c_long,
-            std::ptr::null::<libc::sigset_t>(),
-            0 as libc::c_long,
-        )
-    };
-    cvt_size(r as libc::ssize_t).map(|n| n as u32)
+    #[cfg(target_arch = "x86_64")]
+    {
+        let ret: isize;
+        // SAFETY: the kernel's x86-64 system call convention: number in
+        // rax, arguments in rdi, rsi, rdx, r10, r8, r9, result in rax; the
+        // instruction overwrites rcx and r11. No signal mask or argument
+        // struct is passed (r8, r9 = 0). The asm may read and write memory
+        // (the kernel reads the SQ ring and writes the CQ ring), so the
+        // compiler orders ring accesses around it. The rest per the
+        // contract.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                inlateout("rax") libc::SYS_io_uring_enter as isize => ret,
+                in("rdi") fd as isize,
+                in("rsi") to_submit as usize,
+                in("rdx") min_complete as usize,
+                in("r10") flags as usize,
+                in("r8") 0usize,
+                in("r9") 0usize,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        // The kernel returns -errno in [-4095, -1].
+        if ret < 0 {
+            Err(io::Error::from_raw_os_error(-ret as i32))
+        } else {
+            Ok(ret as u32)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // SAFETY: per the contract; no signal mask or argument struct is
+        // passed.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_enter,
+                fd as libc::c_long,
+                to_submit as libc::c_long,
+                min_complete as libc::c_long,
+                flags as libc::c_long,
+                std::ptr::null::<libc::sigset_t>(),
+                0 as libc::c_long,
+            )
+        };
+        cvt_size(r as libc::ssize_t).map(|n| n as u32)
+    }
 }
 
 /// The message of an OS error as strerror(3) words it, without the

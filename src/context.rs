@@ -166,11 +166,10 @@ impl Context {
     #[cold]
     #[inline(never)]
     fn check_home_slow(&self, func: &str) -> bool {
+        // Not `me`: `check_home` just saw another value, and only this
+        // thread stores `me`.
         let me = crate::sys::thread_id();
         let home = self.home.load(Ordering::Relaxed);
-        if home == me {
-            return true;
-        }
         if home == 0
             && self
                 .home

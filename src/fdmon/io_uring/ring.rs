@@ -223,10 +223,10 @@ impl Uring {
                     let node = (user_data & !TAG_POLL) as *mut AioHandler;
                     n += self.poll_completed(ctx, ready, node, e.result());
                     head = head.wrapping_add(1);
-                } else if user_data != 0 {
-                    head = self.queue_completions(head, tail);
                 } else {
-                    head = head.wrapping_add(1);
+                    // User requests, and our TIMEOUTs (user_data 0), which
+                    // queue_completions skips.
+                    head = self.queue_completions(head, tail);
                 }
             }
             self.q.cq_release(head);

@@ -55,10 +55,11 @@ impl Uring {
         self.q.publish();
     }
 
-    /// User requests completed: the run of their CQEs from ring position
-    /// `head` (a user request's) up to the next handler's `POLL_ADD` or
-    /// `tail` is copied into the handlers, which join the queue that
-    /// [`Uring::dispatch`] runs. Returns where the run ended. Out of line,
+    /// User requests completed: the run of CQEs from ring position `head`
+    /// up to the next handler's `POLL_ADD` or `tail` is copied into their
+    /// handlers, which join the queue that [`Uring::dispatch`] runs (CQEs
+    /// with user_data 0, the loop's own TIMEOUTs, are skipped). Returns
+    /// where the run ended. Out of line,
     /// so that reaping handlers' completions keeps its registers. Home
     /// thread.
     #[inline(never)]

@@ -59,9 +59,8 @@ impl Uring {
     /// up to the next handler's `POLL_ADD` or `tail` is copied into their
     /// handlers, which join the queue that [`Uring::dispatch`] runs (CQEs
     /// with user_data 0, the loop's own TIMEOUTs, are skipped). Returns
-    /// where the run ended. Out of line,
-    /// so that reaping handlers' completions keeps its registers. Home
-    /// thread.
+    /// where the run ended. Out of line, so that reaping handlers'
+    /// completions keeps its registers. Home thread.
     #[inline(never)]
     pub(super) fn queue_completions(&self, mut head: u32, tail: u32) -> u32 {
         let cq = self.q.cq_view();
